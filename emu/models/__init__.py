@@ -1,0 +1,78 @@
+"""Model zoo under one causal, stateful contract.
+
+Every model is a Flax Linen module with
+
+  y, state = model.apply(params, x, state)   # x: [batch, time, channels]
+                                              # y: [batch, time, 1]
+  model.initial_state(batch)                 # plain method, no params needed
+  model.receptive_field                      # samples (math.inf for IIR)
+
+`state=None` means the initial state. Channel 0 of `x` is the audio; further
+channels are conditioning (knobs). Processing a signal in blocks while
+carrying `state` gives the same output as one call.
+
+Create models by name: `emu.models.create("lstm", hidden_size=32)`.
+"""
+
+import dataclasses
+import importlib
+
+# name -> (module, class). Imported lazily so one family's import cost or
+# optional dependency never burdens another.
+_REGISTRY = {
+    "lstm": ("emu.models.recurrent", "LSTM"),
+    "gru": ("emu.models.recurrent", "GRU"),
+    "thesis_cnn": ("emu.models.thesis_cnn", "ThesisCNN"),
+    "wavenet": ("emu.models.wavenet", "WaveNet"),
+    "lru": ("emu.models.lru", "LRU"),
+}
+
+
+def names():
+  """Registered model names, sorted."""
+  return sorted(_REGISTRY)
+
+
+def model_class(name):
+  """The Linen class registered under `name`; ValueError if unknown."""
+  if name not in _REGISTRY:
+    raise ValueError(
+        f"unknown model {name!r}; known models: {', '.join(names())}")
+  module_name, class_name = _REGISTRY[name]
+  return getattr(importlib.import_module(module_name), class_name)
+
+
+def hyperparameters(name):
+  """Names of the hyperparameters the model `name` accepts."""
+  cls = model_class(name)
+  return tuple(f.name for f in dataclasses.fields(cls)
+               if f.init and f.name not in ("parent", "name"))
+
+
+def create(name, **hparams):
+  """Builds model `name` with hyperparameters `hparams`.
+
+  Raises ValueError naming the unknown model or hyperparameter and listing the
+  valid ones.
+  """
+  cls = model_class(name)
+  valid = hyperparameters(name)
+  unknown = sorted(set(hparams) - set(valid))
+  if unknown:
+    raise ValueError(
+        f"model {name!r} has no hyperparameter(s) {', '.join(unknown)}; "
+        f"valid: {', '.join(valid)}")
+  return cls(**hparams)
+
+
+def output_at_last(model, params, windows):
+  """The thesis's window mode: y at the last step of each window.
+
+  windows: [n, K, channels] -> [n, 1]. Each window starts from the initial
+  state. Models whose cost per output is independent of the window (the
+  thesis CNN) may define `predict_last(windows)` to skip the other outputs.
+  """
+  if hasattr(model, "predict_last"):
+    return model.apply(params, windows, method="predict_last")
+  y, _ = model.apply(params, windows, None)
+  return y[:, -1, :]
