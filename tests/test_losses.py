@@ -1,0 +1,135 @@
+"""Tests for emu.losses: hand-computed values and scipy as references."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.signal
+
+from emu import losses
+
+
+def _noise(shape, seed=0):
+  return jnp.asarray(np.random.default_rng(seed).uniform(-0.5, 0.5, shape),
+                     jnp.float32)
+
+
+@pytest.mark.parametrize("shape", [(2, 1000, 1), (2, 1000), (1000,)])
+def test_esr_of_scaled_target_is_one_percent(shape):
+  # Given y = 0.9 t, then (t - y)^2 / t^2 = 0.1^2 everywhere.
+  t = _noise(shape)
+  assert float(losses.esr(0.9 * t, t)) == pytest.approx(0.01, abs=1e-6)
+
+
+def test_esr_sums_over_batch_not_mean_of_ratios():
+  # Given a loud example with no error and a quiet one that is all error,
+  # the summed ratio is small; a per-example mean would be 0.5.
+  t = jnp.stack([jnp.ones(10), 0.01 * jnp.ones(10)])
+  y = jnp.stack([jnp.ones(10), jnp.zeros(10)])
+  expected = (10 * 0.01**2) / (10 + 10 * 0.01**2)
+  assert float(losses.esr(y, t)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_mse_hand_computed():
+  y = jnp.array([[0.0, 1.0, 2.0, 3.0]])
+  t = jnp.array([[0.0, 0.0, 0.0, 1.0]])
+  assert float(losses.mse(y, t)) == pytest.approx((0 + 1 + 4 + 4) / 4)
+
+
+@pytest.mark.parametrize("coefficient", [0.85, 0.95, -0.5])
+def test_pre_emphasis_matches_scipy_lfilter(coefficient):
+  x = np.asarray(_noise((3, 257, 1), seed=1))
+  expected = scipy.signal.lfilter([1.0, -coefficient], [1.0], x, axis=1)
+  got = losses.pre_emphasis(jnp.asarray(x), coefficient)
+  assert got.shape == x.shape
+  np.testing.assert_allclose(np.asarray(got), expected, atol=1e-6)
+  got_1d = losses.pre_emphasis(jnp.asarray(x[0, :, 0]), coefficient)
+  np.testing.assert_allclose(np.asarray(got_1d), expected[0, :, 0], atol=1e-6)
+
+
+def test_esr_pre_is_esr_of_pre_emphasised():
+  t, y = _noise((2, 500, 1), 2), _noise((2, 500, 1), 3)
+  expected = losses.esr(losses.pre_emphasis(y), losses.pre_emphasis(t))
+  assert float(losses.esr_pre(y, t)) == pytest.approx(float(expected))
+  assert float(losses.esr_pre(0.9 * t, t)) == pytest.approx(0.01, abs=1e-6)
+
+
+def test_dc_of_constant_offset():
+  # Given y = t + 0.1, the DC error is 0.1^2 / mean(t^2).
+  t = _noise((2, 1000, 1), 4)
+  expected = 0.01 / float(jnp.mean(t**2))
+  assert float(losses.dc(t + 0.1, t)) == pytest.approx(expected, rel=1e-4)
+  # A zero-mean error carries no DC.
+  wiggle = jnp.tile(jnp.array([0.1, -0.1]), 500)[None, :, None]
+  assert float(losses.dc(t + wiggle, t)) == pytest.approx(0.0, abs=1e-10)
+
+
+def test_dc_offsets_in_different_examples_do_not_cancel():
+  t = _noise((2, 100), 5)
+  y = t + jnp.array([[0.1], [-0.1]])
+  assert float(losses.dc(y, t)) > 0.01 / float(jnp.mean(t**2)) * 0.99
+
+
+SMALL_FFTS = (256, 128, 64)
+
+
+def test_mrstft_zero_when_equal_positive_otherwise():
+  t = _noise((2, 512, 1), 6)
+  assert float(losses.mrstft(t, t)) == 0.0
+  assert float(losses.mrstft(0.5 * t, t)) > 0.0
+
+
+def test_mrstft_decreases_as_prediction_approaches_target():
+  t, noise = _noise((2, 512, 1), 7), _noise((2, 512, 1), 8)
+  values = [float(losses.mrstft(t + a * noise, t, SMALL_FFTS))
+            for a in (1.0, 0.3, 0.1, 0.01)]
+  assert all(a > b for a, b in zip(values, values[1:])), values
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.9])
+def test_mrstft_gradient_finite_including_at_equality(scale):
+  t = _noise((2, 512, 1), 9)
+  grad = jax.grad(lambda y: losses.mrstft(y, t, SMALL_FFTS))(scale * t)
+  assert bool(jnp.all(jnp.isfinite(grad)))
+
+
+def test_mrstft_gradient_finite_for_silent_prediction():
+  t = _noise((2, 512, 1), 10)
+  grad = jax.grad(lambda y: losses.mrstft(y, t, SMALL_FFTS))(jnp.zeros_like(t))
+  assert bool(jnp.all(jnp.isfinite(grad)))
+
+
+def test_mrstft_skips_long_resolutions_and_rejects_short_signals():
+  t = _noise((2, 512, 1), 11)
+  # Of the defaults only 512, 256, 128 and 64 fit in 512 samples.
+  assert float(losses.mrstft(0.5 * t, t)) == pytest.approx(
+      float(losses.mrstft(0.5 * t, t, (512,) + SMALL_FFTS)))
+  with pytest.raises(ValueError, match="shorter than every fft size"):
+    losses.mrstft(t[:, :32], t[:, :32])
+
+
+def test_shape_mismatch_is_an_error():
+  with pytest.raises(ValueError, match="shape"):
+    losses.mse(jnp.zeros((1, 10)), jnp.zeros((1, 11)))
+
+
+def test_combined_weights_add_up_under_jit():
+  # Given every loss, when combined and jitted, then each part equals the
+  # eager loss and the total is the weighted sum.
+  t, y = _noise((2, 512, 1), 14), _noise((2, 512, 1), 15)
+  weights = {"mse": 1.0, "esr": 0.3, "esr_pre": 0.5, "dc": 2.0, "mrstft": 2e-4}
+  assert set(weights) == set(losses.LOSSES)
+  total, parts = jax.jit(losses.combined(weights))(y, t)
+  assert set(parts) == set(weights)
+  for name in weights:
+    assert float(parts[name]) == pytest.approx(
+        float(losses.LOSSES[name](y, t)), rel=1e-5), name
+  expected = sum(w * float(parts[n]) for n, w in weights.items())
+  assert float(total) == pytest.approx(expected, rel=1e-5)
+
+
+def test_combined_unknown_name_lists_valid_names():
+  with pytest.raises(ValueError, match="unknown loss.*'esr_pre'"):
+    losses.combined({"mse": 1.0, "esrpre": 1.0})
+  with pytest.raises(ValueError, match="valid names"):
+    losses.combined({})
