@@ -168,7 +168,8 @@ def _mrstft(y, t, sizes, hop_ratio, window, eps):
     mag_y = stft_magnitude(y, size, hop, window)
     mag_t = stft_magnitude(t, size, hop, window)
     convergence = _safe_norm(mag_t - mag_y) / (_safe_norm(mag_t) + eps)
-    log_distance = jnp.mean(jnp.abs(jnp.log(mag_t + eps) - jnp.log(mag_y + eps)))
+    log_distance = jnp.mean(
+        jnp.abs(jnp.log(mag_t + eps) - jnp.log(mag_y + eps)))
     total = total + convergence + log_distance
   return total / len(sizes)
 
