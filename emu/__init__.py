@@ -10,7 +10,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "config", "data", "effects", "evaluate", "losses", "metrics", "models",
+    "config", "data", "effects", "evaluate", "losses", "metrics", "models", "plots",
     "signals", "stream", "train",
 )
 
