@@ -10,8 +10,8 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "config", "data", "effects", "evaluate", "losses", "metrics", "models", "plots",
-    "signals", "stream", "train",
+    "config", "data", "effects", "evaluate", "losses", "metrics", "models",
+    "plots", "signals", "stream", "train",
 )
 
 
