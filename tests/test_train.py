@@ -1,0 +1,197 @@
+"""The stateless training loop: steps, early stopping, checkpoints, resume."""
+
+import dataclasses
+import json
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from emu import config as config_lib
+from emu import data as data_lib
+from emu import losses
+from emu import models
+from emu import train
+
+SAMPLE_RATE = 44100
+
+
+def tiny_dataset(seconds=1.0, val_seconds=0.25, seed=0):
+  """White-ish noise through a one-pole low-pass: a quick, learnable effect."""
+  rng = np.random.default_rng(seed)
+
+  def pair(n):
+    x = rng.uniform(-0.5, 0.5, n).astype(np.float32)
+    t = np.zeros_like(x)
+    acc = 0.0
+    for i, v in enumerate(x):  # y[n] = 0.5 x[n] + 0.5 y[n-1]
+      acc = 0.5 * v + 0.5 * acc
+      t[i] = acc
+    return data_lib.Pair(x, t)
+
+  return data_lib.Dataset(
+      name="tiny", sample_rate=SAMPLE_RATE,
+      train=pair(int(seconds * SAMPLE_RATE)),
+      val1=pair(int(val_seconds * SAMPLE_RATE)), val2=None)
+
+
+def tiny_config(**changes):
+  base = dict(model="lstm", model_kwargs={"hidden_size": 4},
+              segment_length=1024, warmup=128, batch_size=4,
+              loss={"esr": 1.0}, learning_rate=1e-2, max_epochs=3,
+              stream_blocks=(64,))
+  base.update(changes)
+  return config_lib.Config(**base)
+
+
+class TestEarlyStopping:
+
+  def test_given_values_when_no_improvement_for_patience_then_stop(self):
+    stopper = train.EarlyStopping(patience=2)
+    for epoch, value in enumerate([1.0, 0.5, 0.6, 0.55], start=1):
+      stopper = stopper.update(value, epoch)
+    assert stopper.best == 0.5 and stopper.best_epoch == 2
+    assert stopper.bad_epochs == 2 and stopper.should_stop
+
+  def test_given_improvement_then_counter_resets(self):
+    stopper = train.EarlyStopping(patience=2).update(1.0, 1).update(2.0, 2)
+    stopper = stopper.update(0.9, 3)
+    assert stopper.improved and stopper.bad_epochs == 0
+    assert not stopper.should_stop
+
+  def test_min_delta_is_relative(self):
+    stopper = train.EarlyStopping(patience=5, min_delta=0.1).update(1.0, 1)
+    assert not stopper.update(0.95, 2).improved  # 5% < 10%
+    assert stopper.update(0.85, 2).improved
+
+  def test_update_returns_new_value(self):
+    stopper = train.EarlyStopping(patience=3)
+    stopper.update(1.0, 1)
+    assert stopper.best == math.inf
+
+
+class TestTrainStep:
+
+  def test_seq2seq_tbptt_output_equals_full_run(self):
+    """Truncation cuts gradients, not the carried state: same forward pass."""
+    model = models.create("lstm", hidden_size=4)
+    x = jax.random.uniform(jax.random.PRNGKey(1), (2, 512, 1), minval=-1)
+    params = model.init(jax.random.PRNGKey(0), x)
+    full = train.seq2seq_predict(model, params, x, warmup=128, tbptt=0)
+    chunked = train.seq2seq_predict(model, params, x, warmup=128, tbptt=64)
+    np.testing.assert_allclose(chunked, full, atol=1e-6)
+    reference, _ = model.apply(params, x, None)
+    np.testing.assert_allclose(full, reference[:, 128:], atol=1e-6)
+
+  def test_step_lowers_loss_and_does_not_retrace(self):
+    cfg = tiny_config()
+    model = models.create(cfg.model, **cfg.model_kwargs)
+    tx = train.make_optimizer(cfg, steps_per_epoch=10)
+    step = jax.jit(train.make_train_step(model, tx, losses.combined(cfg.loss),
+                                         cfg), donate_argnums=0)
+    data = tiny_dataset()
+    state = train.create_train_state(model, tx, jax.random.PRNGKey(0),
+                                     jnp.zeros((1, 64, 1)))
+    batches = list(train.epoch_batches(cfg, data.train, jax.random.PRNGKey(3)))
+    first = None
+    for _ in range(5):
+      for batch in batches:
+        state, metrics = step(state, batch)
+        first = float(metrics["loss"]) if first is None else first
+    assert float(metrics["loss"]) < first
+    assert step._cache_size() == 1  # pylint: disable=protected-access
+    assert int(state.step) == 5 * len(batches)
+
+  def test_window_mode_batches_and_step(self):
+    cfg = tiny_config(mode="window", window=32, windows_per_epoch=64,
+                      batch_size=16)
+    data = tiny_dataset()
+    batches = list(train.epoch_batches(cfg, data.train, jax.random.PRNGKey(0)))
+    assert len(batches) == 4
+    x, t = batches[0]
+    assert x.shape == (16, 32, 1) and t.shape == (16, 1)
+    model = models.create("lstm", hidden_size=4)
+    tx = train.make_optimizer(cfg, 4)
+    step = jax.jit(train.make_train_step(model, tx, losses.combined(cfg.loss),
+                                         cfg))
+    state = train.create_train_state(model, tx, jax.random.PRNGKey(0), x)
+    state, metrics = step(state, batches[0])
+    assert np.isfinite(float(metrics["loss"]))
+
+  def test_epoch_batches_cover_segments_without_overlap(self):
+    cfg = tiny_config(segment_length=1000, batch_size=2)
+    n = 10_500
+    pair = data_lib.Pair(np.arange(n, dtype=np.float32),
+                         np.arange(n, dtype=np.float32))
+    starts = []
+    for x, _ in train.epoch_batches(cfg, pair, jax.random.PRNGKey(7)):
+      starts.extend(int(seg[0, 0]) for seg in x)
+    assert len(starts) == 10 and len(set(starts)) == 10
+    offsets = {s % 1000 for s in starts}
+    assert len(offsets) == 1 and offsets.pop() <= 500
+
+
+class TestFit:
+
+  def test_loss_falls_and_files_written(self, tmp_path):
+    cfg = tiny_config(max_epochs=4)
+    result = train.fit(cfg, str(tmp_path), dataset=tiny_dataset())
+    assert result.epochs == 4 and result.stop_reason == "max_epochs"
+    history = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    assert history[-1]["val1_esr"] < 0.5 * history[0]["val1_esr"]
+    assert (tmp_path / "checkpoints" / "best").is_dir()
+    assert (tmp_path / "checkpoints" / "last").is_dir()
+    model, params, loaded = train.load_params(str(tmp_path))
+    assert loaded == cfg
+    y, _ = model.apply(params, jnp.asarray(
+        result.dataset.val1.input).reshape(1, -1, 1), None)
+    assert train.esr(np.asarray(y).ravel(), result.dataset.val1.target) == (
+        pytest.approx(min(r["val1_esr"] for r in history), rel=1e-5))
+
+  def test_resume_equals_uninterrupted(self, tmp_path):
+    cfg = tiny_config(max_epochs=4)
+    data = tiny_dataset()
+    full = train.fit(cfg, str(tmp_path / "full"), dataset=data)
+    train.fit(cfg, str(tmp_path / "cut"), dataset=data, stop_after_epochs=2)
+    resumed = train.fit(cfg, str(tmp_path / "cut"), dataset=data)
+    keys = ("train_loss", "val1_esr")
+    assert [[r[k] for k in keys] for r in resumed.history] == (
+        [[r[k] for k in keys] for r in full.history])
+    for a, b in zip(jax.tree.leaves(full.params),
+                    jax.tree.leaves(resumed.params)):
+      np.testing.assert_array_equal(a, b)
+
+  def test_nan_loss_stops_and_keeps_last_good_checkpoint(self, tmp_path):
+    cfg = tiny_config(max_epochs=5)
+    data = tiny_dataset()
+    train.fit(cfg, str(tmp_path), dataset=data, stop_after_epochs=1)
+    poisoned = data.train.target.copy()
+    poisoned[:] = np.nan
+    bad = dataclasses.replace(data, train=data_lib.Pair(data.train.input,
+                                                        poisoned))
+    result = train.fit(cfg, str(tmp_path), dataset=bad)
+    assert result.stop_reason == "diverged" and result.epochs == 1
+    assert all(np.all(np.isfinite(p)) for p in jax.tree.leaves(result.params))
+    rows = open(tmp_path / "metrics.jsonl").read().strip().splitlines()
+    assert len(rows) == 1
+
+  def test_early_stopping_ends_run(self, tmp_path):
+    # lr 0 never improves after epoch 1.
+    cfg = tiny_config(max_epochs=20, patience=2, learning_rate=0.0)
+    result = train.fit(cfg, str(tmp_path), dataset=tiny_dataset())
+    assert result.stop_reason == "early_stopping"
+    assert result.epochs == 3 and result.best_epoch == 1
+
+  def test_workdir_with_other_config_is_refused(self, tmp_path):
+    data = tiny_dataset()
+    train.fit(tiny_config(max_epochs=1), str(tmp_path), dataset=data)
+    with pytest.raises(train.WorkdirConflict, match="learning_rate"):
+      train.fit(tiny_config(max_epochs=1, learning_rate=0.5), str(tmp_path),
+                dataset=data)
+    result = train.fit(tiny_config(max_epochs=1, learning_rate=0.5),
+                       str(tmp_path), dataset=data, overwrite=True)
+    assert result.epochs == 1
