@@ -237,6 +237,17 @@ class FitResult:
   best_epoch: int
 
 
+def _orbax_record(record) -> bool:
+  return "/orbax/" not in record.pathname or record.levelno >= 30
+
+
+def _quiet_orbax():
+  """Keeps orbax's per-save INFO lines out of the epoch log."""
+  logger = logging.get_absl_logger()
+  if _orbax_record not in logger.filters:
+    logger.addFilter(_orbax_record)
+
+
 class _Checkpoints:
   """best/ and last/ under workdir/checkpoints, replaced atomically.
 
@@ -245,6 +256,7 @@ class _Checkpoints:
   """
 
   def __init__(self, workdir):
+    _quiet_orbax()
     self.root = os.path.join(os.path.abspath(workdir), "checkpoints")
     self.checkpointer = ocp.StandardCheckpointer()
 

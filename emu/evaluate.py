@@ -1,0 +1,159 @@
+"""The evaluation report of a trained model.
+
+`evaluate(model, params, dataset, workdir, ...)` writes into workdir:
+
+  report.json       every metric for val1 (and val2), the model, its
+                    parameter count, training time and epochs, the streaming
+                    speed and, for effects with a known response, the
+                    model's response error against the true one
+  audio/            input, target, output and difference WAVs per set
+  plots/            the thesis's figures (when matplotlib is installed)
+"""
+
+import json
+import os
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import soundfile as sf
+
+from emu import effects
+from emu import metrics
+from emu import plots
+from emu import stream
+
+RESPONSE_POINTS = 256
+IMPULSE_LENGTH = 1 << 16
+
+
+def parameter_count(params) -> int:
+  return int(sum(np.size(p) for p in jax.tree.leaves(params)))
+
+
+def predict(model, params, signal) -> np.ndarray:
+  """Whole-signal inference from the initial state: [time] -> [time]."""
+  x = jnp.asarray(signal, jnp.float32).reshape(1, -1, 1)
+  y, _ = jax.jit(lambda p, x: model.apply(p, x, None))(params, x)
+  return np.asarray(y).reshape(-1)
+
+
+def model_response(model, params, freqs_hz, sample_rate,
+                   amplitude: float = 0.5) -> np.ndarray:
+  """The model's complex frequency response from its impulse response.
+
+  Exact for a linear time-invariant model; for a nonlinear one it is the
+  response at this impulse amplitude only.
+  """
+  impulse = np.zeros(IMPULSE_LENGTH, np.float32)
+  impulse[0] = amplitude
+  h = predict(model, params, impulse) / amplitude
+  spectrum = np.fft.rfft(h.astype(np.float64))
+  grid = np.fft.rfftfreq(IMPULSE_LENGTH, 1.0 / sample_rate)
+  return (np.interp(freqs_hz, grid, spectrum.real) +
+          1j * np.interp(freqs_hz, grid, spectrum.imag))
+
+
+def known_response(effect_name, sample_rate, freqs_hz):
+  """The true response of a named biquad effect, or None if unknown."""
+  try:
+    b, a = effects.analytic_coefficients(effect_name, sample_rate)
+  except (ValueError, KeyError):
+    return None
+  return np.asarray(effects.frequency_response(b, a, freqs_hz, sample_rate))
+
+
+def _write_wav(path, audio, sample_rate):
+  # float WAVs: the difference signal may be far below one 16-bit step.
+  sf.write(path, np.asarray(audio, np.float32), sample_rate, subtype="FLOAT")
+
+
+def evaluate(model, params, dataset, workdir, cfg=None, history=None,
+             train_info=None, stream_blocks=(1, 64, 512)) -> dict:
+  """Computes every metric, writes report.json, WAVs and plots.
+
+  Args:
+    model, params: the trained model.
+    dataset: emu.data.Dataset (val1 and optional val2 are evaluated).
+    workdir: output folder.
+    cfg: the run's Config (recorded; its effect selects the known answer).
+    history: per-epoch rows (for the training curves).
+    train_info: extra facts to record (training time, epochs, ...).
+    stream_blocks: block sizes whose streaming speed is measured.
+
+  Returns:
+    The report as a dict (also in workdir/report.json).
+  """
+  sample_rate = dataset.sample_rate
+  audio_dir = os.path.join(workdir, "audio")
+  os.makedirs(audio_dir, exist_ok=True)
+  draw = plots.available()
+  plot_dir = os.path.join(workdir, "plots")
+  if draw:
+    os.makedirs(plot_dir, exist_ok=True)
+  else:
+    logging.info("matplotlib is not installed: no plots "
+                 "(pip install 'emu[plots]')")
+
+  report = {
+      "dataset": dataset.name,
+      "sample_rate": sample_rate,
+      "model": cfg.model if cfg else type(model).__name__,
+      "model_kwargs": dict(cfg.model_kwargs) if cfg else {},
+      "parameters": parameter_count(params),
+      **(train_info or {}),
+  }
+  sets = {"val1": dataset.val1, "val2": dataset.val2}
+  for name, pair in sets.items():
+    if pair is None:
+      continue
+    output = predict(model, params, pair.input)
+    report[name] = metrics.all_metrics(output, pair.target, x=pair.input,
+                                       sample_rate=sample_rate)
+    report[name]["seconds"] = len(pair.input) / sample_rate
+    for kind, audio in (("input", pair.input), ("target", pair.target),
+                        ("output", output),
+                        ("difference", pair.target - output)):
+      _write_wav(os.path.join(audio_dir, f"{name}_{kind}.wav"), audio,
+                 sample_rate)
+    if draw:
+      plots.waveforms(pair.target, output,
+                      os.path.join(plot_dir, f"{name}_waveforms.png"),
+                      sample_rate, title=f"{name}: target, output, difference")
+      plots.spectra(pair.target, output,
+                    os.path.join(plot_dir, f"{name}_spectra.png"), sample_rate)
+    logging.info("%s: ESR %.3e, MSE %.3e, acc12 %.4f, acc16 %.4f, LSD %.2f dB",
+                 name, report[name]["esr"], report[name]["mse"],
+                 report[name]["acc12"], report[name]["acc16"],
+                 report[name]["lsd_db"])
+
+  freqs = np.geomspace(20.0, min(20000.0, 0.49 * sample_rate),
+                       RESPONSE_POINTS)
+  h_model = model_response(model, params, freqs, sample_rate)
+  responses = {"model": h_model}
+  h_true = known_response(cfg.effect, sample_rate, freqs) if (
+      cfg is not None and cfg.dataset != "files") else None
+  if h_true is not None:
+    responses["true"] = h_true
+    report["response_error"] = metrics.analytic_response_error(h_model, h_true)
+    logging.info("response error vs the true %s: max %.3f dB, mean %.3f dB",
+                 cfg.effect, report["response_error"]["max_db"],
+                 report["response_error"]["mean_db"])
+  if draw:
+    plots.frequency_response(freqs, responses,
+                             os.path.join(plot_dir, "frequency_response.png"))
+    if history:
+      plots.training_curves(history,
+                            os.path.join(plot_dir, "training_curves.png"))
+
+  report["streaming"] = [
+      stream.measure(model, params, block, sample_rate=sample_rate,
+                     seconds=1.0, max_blocks=2000)
+      for block in stream_blocks]
+  for row in report["streaming"]:
+    logging.info("streaming, %d-sample blocks: %.1fx real time, %.2f us per "
+                 "sample", row["block_size"], row["rtf"], row["us_per_sample"])
+  with open(os.path.join(workdir, "report.json"), "w") as f:
+    json.dump(report, f, indent=2, sort_keys=True)
+  return report

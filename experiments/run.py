@@ -1,0 +1,210 @@
+"""Trains and evaluates one emu model: flags -> Config -> fit -> evaluate.
+
+  python experiments/run.py --flagfile=experiments/lstm.flags --workdir=DIR
+
+Later flags override earlier ones (`--flagfile=experiments/lstm.flags
+--hidden_size=64`). Re-running into the same workdir resumes the run; a
+workdir holding a run with another config is refused unless --overwrite.
+"""
+
+import glob
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+# Runs from a source checkout without installing.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from emu import config as config_lib  # pylint: disable=g-import-not-at-top
+from emu import evaluate as evaluate_lib
+from emu import models
+from emu import train
+
+_DEFAULT = config_lib.Config()
+
+flags.DEFINE_string("workdir", None, "Folder for the run's outputs.")
+flags.DEFINE_bool("overwrite", False,
+                  "Replace a run with a different config in --workdir.")
+
+# Data.
+flags.DEFINE_enum("dataset", _DEFAULT.dataset, config_lib.DATASETS,
+                  "Synthetic thesis recipe or the user's own WAV files.")
+flags.DEFINE_string("effect", _DEFAULT.effect,
+                    "Effect applied to the synthetic recipe (emu.effects).")
+flags.DEFINE_integer("sample_rate", _DEFAULT.sample_rate,
+                     "Hz, for the synthetic recipe.")
+flags.DEFINE_float("train_seconds", _DEFAULT.train_seconds,
+                   "Use only this much of the training signal (0 = all).")
+flags.DEFINE_float("val1_seconds", _DEFAULT.val1_seconds,
+                   "Seconds of new recipe chunks in val1.")
+flags.DEFINE_list("val2_files", [],
+                  "Recorded voice WAVs (paths or glob patterns) for val2, "
+                  "e.g. /usr/share/sounds/alsa/Front_*.wav from Debian's "
+                  "alsa-utils.")
+flags.DEFINE_string("train_input", "", "Input WAV (dataset=files).")
+flags.DEFINE_string("train_target", "", "Target WAV (dataset=files).")
+
+# Model.
+flags.DEFINE_enum("model", _DEFAULT.model, models.names(), "Model family.")
+flags.DEFINE_integer("hidden_size", None, "Recurrent units (lstm, gru).")
+flags.DEFINE_integer("num_layers", None, "Stacked layers (lstm, gru, lru).")
+flags.DEFINE_bool("skip", None, "Add the input audio to the output.")
+flags.DEFINE_integer("unroll", None, "lax.scan unroll (lstm, gru, lru).")
+flags.DEFINE_float("forget_bias", None, "Initial forget-gate bias (lstm).")
+flags.DEFINE_integer("channels", None, "Channels (wavenet).")
+flags.DEFINE_integer("kernel_size", None, "Kernel size (wavenet, thesis_cnn).")
+flags.DEFINE_list("dilations", None, "Dilations, comma-separated (wavenet).")
+flags.DEFINE_bool("gated", None, "Gated tanh*sigmoid activations (wavenet).")
+flags.DEFINE_integer("filters", None, "Filters of the first group "
+                     "(thesis_cnn).")
+flags.DEFINE_integer("groups", None, "Conv groups (thesis_cnn).")
+flags.DEFINE_integer("state_size", None, "Complex modes per layer (lru).")
+flags.DEFINE_integer("features", None, "Hidden width between layers (lru).")
+
+# Training.
+flags.DEFINE_enum("mode", _DEFAULT.mode, config_lib.MODES,
+                  "seq2seq (truncated BPTT) or window (the thesis).")
+flags.DEFINE_integer("segment_length", _DEFAULT.segment_length,
+                     "Samples per training segment (seq2seq).")
+flags.DEFINE_integer("warmup", _DEFAULT.warmup,
+                     "Samples per segment run but not scored (seq2seq).")
+flags.DEFINE_integer("tbptt", _DEFAULT.tbptt,
+                     "Truncate gradients every N samples (0 = never).")
+flags.DEFINE_integer("window", _DEFAULT.window,
+                     "Samples per window (window mode; thesis_cnn's K).")
+flags.DEFINE_integer("windows_per_epoch", _DEFAULT.windows_per_epoch,
+                     "Windows per epoch (window mode).")
+flags.DEFINE_integer("batch_size", _DEFAULT.batch_size,
+                     "Segments or windows per step.")
+flags.DEFINE_string("loss", "esr=1", "Weighted losses, e.g. "
+                    "'mse=1,esr_pre=1,mrstft=2e-4' (emu.losses.LOSSES).")
+flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate, "Adam's rate.")
+flags.DEFINE_float("lr_decay", _DEFAULT.lr_decay,
+                   "Learning rate factor per epoch.")
+flags.DEFINE_float("grad_clip", _DEFAULT.grad_clip,
+                   "Global-norm clip (0 = off).")
+flags.DEFINE_integer("max_epochs", _DEFAULT.max_epochs, "Epoch limit.")
+flags.DEFINE_integer("patience", _DEFAULT.patience,
+                     "Early stopping: epochs without val1 improvement.")
+flags.DEFINE_float("min_delta", _DEFAULT.min_delta,
+                   "Early stopping: relative improvement that counts.")
+flags.DEFINE_float("time_budget_s", _DEFAULT.time_budget_s,
+                   "Stop training after this many seconds (0 = none).")
+flags.DEFINE_integer("seed", _DEFAULT.seed, "The one random seed.")
+flags.DEFINE_list("stream_blocks", [str(b) for b in _DEFAULT.stream_blocks],
+                  "Block sizes whose streaming speed the report measures.")
+
+FLAGS = flags.FLAGS
+
+# Flags that are model hyperparameters, with how to read them.
+_MODEL_FLAGS = {
+    "hidden_size": None, "num_layers": None, "skip": None, "unroll": None,
+    "forget_bias": None, "channels": None, "kernel_size": None,
+    "dilations": lambda v: tuple(int(d) for d in v), "gated": None,
+    "filters": None, "groups": None, "state_size": None, "features": None,
+}
+
+
+def model_kwargs_from_flags():
+  """Hyperparameters set on the command line or in a flagfile.
+
+  A flag that the chosen model does not take is an error, not ignored.
+  """
+  valid = models.hyperparameters(FLAGS.model)
+  kwargs = {}
+  for name, convert in _MODEL_FLAGS.items():
+    if not FLAGS[name].present:
+      continue
+    if name not in valid:
+      raise ValueError(
+          f"--{name} does not apply to model {FLAGS.model!r}; its "
+          f"hyperparameters are: {', '.join(valid)}")
+    value = FLAGS[name].value
+    kwargs[name] = convert(value) if convert else value
+  if "window" in valid:  # thesis_cnn consumes exactly the training window
+    kwargs["window"] = FLAGS.window
+  return kwargs
+
+
+def expand_paths(patterns):
+  """Paths and glob patterns -> sorted existing files.
+
+  A literal path that does not exist is an error; a pattern that matches
+  nothing is a warning (the default voice clips may not be installed).
+  """
+  paths = []
+  for pattern in patterns:
+    if glob.has_magic(pattern):
+      matches = sorted(glob.glob(pattern))
+      if not matches:
+        logging.warning(
+            "%s matches no file: no val2. Debian's alsa-utils package ships "
+            "voice clips in /usr/share/sounds/alsa/.", pattern)
+      paths.extend(matches)
+    elif not os.path.exists(pattern):
+      raise ValueError(f"val2 file {pattern} does not exist")
+    else:
+      paths.append(pattern)
+  return tuple(paths)
+
+
+def config_from_flags() -> config_lib.Config:
+  return config_lib.Config(
+      dataset=FLAGS.dataset, effect=FLAGS.effect,
+      sample_rate=FLAGS.sample_rate, train_seconds=FLAGS.train_seconds,
+      val1_seconds=FLAGS.val1_seconds,
+      val2_files=expand_paths(FLAGS.val2_files),
+      train_input=FLAGS.train_input, train_target=FLAGS.train_target,
+      model=FLAGS.model, model_kwargs=model_kwargs_from_flags(),
+      mode=FLAGS.mode, segment_length=FLAGS.segment_length,
+      warmup=FLAGS.warmup, tbptt=FLAGS.tbptt, window=FLAGS.window,
+      windows_per_epoch=FLAGS.windows_per_epoch, batch_size=FLAGS.batch_size,
+      loss=config_lib.parse_weights(FLAGS.loss),
+      learning_rate=FLAGS.learning_rate, lr_decay=FLAGS.lr_decay,
+      grad_clip=FLAGS.grad_clip, max_epochs=FLAGS.max_epochs,
+      patience=FLAGS.patience, min_delta=FLAGS.min_delta,
+      time_budget_s=FLAGS.time_budget_s, seed=FLAGS.seed,
+      stream_blocks=tuple(int(b) for b in FLAGS.stream_blocks))
+
+
+def run(workdir, overwrite=False):
+  """Trains and evaluates the flags' config; returns the report."""
+  cfg = config_from_flags()
+  result = train.fit(cfg, workdir, overwrite=overwrite)
+  with open(os.path.join(workdir, "flags.txt"), "w") as f:
+    f.write(FLAGS.flags_into_string())
+  info = {"train_seconds": result.train_seconds, "epochs": result.epochs,
+          "best_epoch": result.best_epoch, "stop_reason": result.stop_reason}
+  return evaluate_lib.evaluate(
+      result.model, result.params, result.dataset, workdir, cfg=cfg,
+      history=result.history, train_info=info,
+      stream_blocks=cfg.stream_blocks)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS.workdir:
+    raise app.UsageError("--workdir is required: the folder for the run")
+  try:
+    report = run(FLAGS.workdir, overwrite=FLAGS.overwrite)
+  except (ValueError, FileNotFoundError, train.TrainingError) as e:
+    # Bad input is the user's to fix: the message, not a traceback.
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  line = [f"{FLAGS.workdir}: {report['model']} ({report['parameters']} "
+          f"parameters), {report['epochs']} epochs in "
+          f"{report['train_seconds']:.0f} s"]
+  for name in ("val1", "val2"):
+    if name in report:
+      line.append(f"{name} ESR {report[name]['esr']:.3e}, acc12 "
+                  f"{report[name]['acc12']:.3f}")
+  print("; ".join(line))
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

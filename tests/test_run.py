@@ -1,0 +1,82 @@
+"""experiments/run.py end to end, as a user runs it (subprocesses)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(*args, timeout=300):
+  return subprocess.run(
+      [sys.executable, "experiments/run.py", *args], cwd=ROOT,
+      capture_output=True, text=True, timeout=timeout,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+
+
+def finite_numbers(tree):
+  if isinstance(tree, dict):
+    for value in tree.values():
+      yield from finite_numbers(value)
+  elif isinstance(tree, list):
+    for value in tree:
+      yield from finite_numbers(value)
+  elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
+    yield tree
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("tiny")
+  result = run("--flagfile=experiments/tiny.flags", f"--workdir={workdir}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir, result
+
+
+def test_tiny_run_leaves_report_audio_and_plots(tiny_run):
+  workdir, result = tiny_run
+  report = json.loads((workdir / "report.json").read_text())
+  for key in ("model", "parameters", "train_seconds", "epochs", "val1",
+              "streaming", "response_error", "stop_reason"):
+    assert key in report, key
+  assert report["epochs"] == 3 and report["model"] == "lstm"
+  for key in ("esr", "mse", "mae", "snr_db", "acc12", "acc16", "lsd_db",
+              "spectral_convergence", "mrstft"):
+    assert math.isfinite(report["val1"][key]), key
+  assert all(math.isfinite(v) for v in finite_numbers(report))
+  assert report["streaming"][0]["block_size"] == 64
+  for kind in ("input", "target", "output", "difference"):
+    assert (workdir / "audio" / f"val1_{kind}.wav").stat().st_size > 1000
+  assert (workdir / "plots" / "training_curves.png").exists()
+  assert "--hidden_size=8" in (workdir / "flags.txt").read_text()
+  rows = (workdir / "metrics.jsonl").read_text().strip().splitlines()
+  assert len(rows) == 3
+  assert "val1 ESR" in result.stdout
+
+
+def test_other_config_in_same_workdir_is_refused(tiny_run):
+  workdir, _ = tiny_run
+  result = run("--flagfile=experiments/tiny.flags", "--hidden_size=9",
+               f"--workdir={workdir}")
+  assert result.returncode == 2
+  assert "different config" in result.stderr and "--overwrite" in (
+      result.stderr)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--hiden_size=8"], "hiden_size"),
+    (["--flagfile=experiments/no_such.flags"], "no_such.flags"),
+    (["--channels=4"], "does not apply to model 'lstm'"),
+    (["--model=transformer"], "transformer"),
+    (["--loss=esr=1,nope=2"], "nope"),
+])
+def test_bad_flags_get_clear_errors(tmp_path, args, message):
+  result = run("--flagfile=experiments/tiny.flags", *args,
+               f"--workdir={tmp_path}", timeout=120)
+  assert result.returncode != 0
+  assert message in result.stderr
+  assert "Traceback" not in result.stderr
