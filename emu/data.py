@@ -482,3 +482,36 @@ def load_pair(input_path, target_path, channel=None,
     else:
       x, y = x[-latency:], y[:latency]
   return Pair(np.ascontiguousarray(x), np.ascontiguousarray(y)), rate_in
+
+
+def files_dataset(input_path, target_path, val_fraction=0.1, val2_files=(),
+                  channel=None, compensate_latency=False):
+  """A Dataset from one recorded (input, target) pair, checked by `load_pair`.
+
+  The last `val_fraction` of the recording becomes val1 (kept in time
+  order, so no training audio leaks into it); the rest is train.
+
+  Args:
+    input_path, target_path: the dry input and the effect's output.
+    val_fraction: share of the recording held out for val1, in (0, 1).
+    val2_files: must be empty: a voice clip needs the effect's output too,
+      which only the user's own recording can give.
+    channel, compensate_latency: as for `load_pair`.
+
+  Returns:
+    A `Dataset` named 'files_<input file name>'.
+  """
+  if val2_files:
+    raise DataError(
+        'val2 voice clips need targets, and with your own files the effect '
+        'is unknown: record the voice through the effect, append it to '
+        'your input/target pair, and leave val2_files empty')
+  if not 0. < val_fraction < 1.:
+    raise ValueError(f'val_fraction must be in (0, 1), got {val_fraction}')
+  pair, rate = load_pair(input_path, target_path, channel=channel,
+                         compensate_latency=compensate_latency)
+  split = int(round(len(pair.input) * (1. - val_fraction)))
+  train = Pair(pair.input[:split], pair.target[:split])
+  val1 = Pair(pair.input[split:], pair.target[split:])
+  name = os.path.splitext(os.path.basename(input_path))[0]
+  return Dataset(f'files_{name}', rate, train, val1)

@@ -303,3 +303,15 @@ def test_clipping_warns_with_a_count(tmp_path, noise):
   clipped[:5] = 1.
   with pytest.warns(UserWarning, match='in.wav: 5 samples at or above'):
     data.load_pair(*write_pair(tmp_path, clipped, noise))
+
+
+def test_files_dataset_holds_out_the_tail(tmp_path, noise):
+  target = np.asarray(effects.highpass(noise, 440., SR))
+  ds = data.files_dataset(*write_pair(tmp_path, noise, target),
+                          val_fraction=0.25)
+  assert ds.name == 'files_in' and ds.sample_rate == SR and ds.val2 is None
+  assert ds.train.input.shape == (3 * SR // 4,)
+  np.testing.assert_array_equal(ds.val1.target, target[3 * SR // 4:])
+  with pytest.raises(data.DataError, match='val2 voice clips need targets'):
+    data.files_dataset(*write_pair(tmp_path, noise, target),
+                       val2_files=['voice.wav'])
