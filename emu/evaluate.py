@@ -40,11 +40,12 @@ def predict(model, params, signal) -> np.ndarray:
 
 
 def model_response(model, params, freqs_hz, sample_rate,
-                   amplitude: float = 0.5) -> np.ndarray:
+                   amplitude: float = 0.1) -> np.ndarray:
   """The model's complex frequency response from its impulse response.
 
   Exact for a linear time-invariant model; for a nonlinear one it is the
-  response at this impulse amplitude only.
+  small-signal response at this impulse amplitude only (see
+  `model_noise_response` for the response to full-scale noise).
   """
   impulse = np.zeros(IMPULSE_LENGTH, np.float32)
   impulse[0] = amplitude
@@ -53,6 +54,17 @@ def model_response(model, params, freqs_hz, sample_rate,
   grid = np.fft.rfftfreq(IMPULSE_LENGTH, 1.0 / sample_rate)
   return (np.interp(freqs_hz, grid, spectrum.real) +
           1j * np.interp(freqs_hz, grid, spectrum.imag))
+
+
+def model_noise_response(model, params, freqs_hz, sample_rate,
+                         seconds: float = 12.0, seed: int = 0) -> np.ndarray:
+  """The response to white noise (uniform, peak 0.5), Welch H = Pxy / Pxx."""
+  x = np.random.default_rng(seed).uniform(
+      -0.5, 0.5, int(seconds * sample_rate)).astype(np.float32)
+  grid, h = metrics.frequency_response(x, predict(model, params, x),
+                                       sample_rate)
+  return np.interp(freqs_hz, grid, h.real) + 1j * np.interp(
+      freqs_hz, grid, h.imag)
 
 
 def known_response(effect_name, sample_rate, freqs_hz):
@@ -131,15 +143,18 @@ def evaluate(model, params, dataset, workdir, cfg=None, history=None,
   freqs = np.geomspace(20.0, min(20000.0, 0.49 * sample_rate),
                        RESPONSE_POINTS)
   h_model = model_response(model, params, freqs, sample_rate)
-  responses = {"model": h_model}
+  h_noise = model_noise_response(model, params, freqs, sample_rate)
+  responses = {"model (impulse)": h_model, "model (noise)": h_noise}
   h_true = known_response(cfg.effect, sample_rate, freqs) if (
       cfg is not None and cfg.dataset != "files") else None
   if h_true is not None:
     responses["true"] = h_true
     report["response_error"] = metrics.analytic_response_error(h_model, h_true)
-    logging.info("response error vs the true %s: max %.3f dB, mean %.3f dB",
-                 cfg.effect, report["response_error"]["max_db"],
-                 report["response_error"]["mean_db"])
+    report["noise_response_error"] = metrics.analytic_response_error(
+        h_noise, h_true)
+    for key in ("response_error", "noise_response_error"):
+      logging.info("%s vs the true %s: max %.3f dB, mean %.3f dB", key,
+                   cfg.effect, report[key]["max_db"], report[key]["mean_db"])
   if draw:
     plots.frequency_response(freqs, responses,
                              os.path.join(plot_dir, "frequency_response.png"))
@@ -155,5 +170,16 @@ def evaluate(model, params, dataset, workdir, cfg=None, history=None,
     logging.info("streaming, %d-sample blocks: %.1fx real time, %.2f us per "
                  "sample", row["block_size"], row["rtf"], row["us_per_sample"])
   with open(os.path.join(workdir, "report.json"), "w") as f:
-    json.dump(report, f, indent=2, sort_keys=True)
+    json.dump(_json_safe(report), f, indent=2, sort_keys=True)
   return report
+
+
+def _json_safe(tree):
+  """inf/nan (an exact match's SNR) as strings: report.json stays JSON."""
+  if isinstance(tree, dict):
+    return {k: _json_safe(v) for k, v in tree.items()}
+  if isinstance(tree, (list, tuple)):
+    return [_json_safe(v) for v in tree]
+  if isinstance(tree, float) and not np.isfinite(tree):
+    return str(tree)
+  return tree
