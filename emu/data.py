@@ -12,7 +12,8 @@ at 44.1 kHz), 'big' about 177 s (7,813,000 samples). val1 is more of the
 same recipe from an independent key; val2 is recorded voice.
 
 Free voice clips: Debian/Ubuntu's alsa-utils package ships short spoken
-clips in /usr/share/sounds/alsa/ (Front_Center.wav, Noise.wav, ...); see
+clips in /usr/share/sounds/alsa/ (Front_Center.wav, ...; Noise.wav is not a
+voice, so the default glob leaves it out); see
 `DEFAULT_VOICE_GLOB`.
 """
 
@@ -34,7 +35,7 @@ import soundfile
 from emu import effects
 from emu import signals
 
-DEFAULT_VOICE_GLOB = '/usr/share/sounds/alsa/*.wav'
+DEFAULT_VOICE_GLOB = '/usr/share/sounds/alsa/[FRS]*_*.wav'  # voices, not Noise.wav
 
 # Seconds per clip: 24 clips make the thesis's sample counts at 44.1 kHz.
 SIZES = {'mini': 20. / 24., 'big': 7_813_000 / 24 / 44100}

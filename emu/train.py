@@ -340,6 +340,9 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
   """
   _prepare_workdir(cfg, workdir, overwrite)
   dataset = dataset or build_dataset(cfg)
+  with open(os.path.join(workdir, "dataset.json"), "w") as f:
+    json.dump({"name": dataset.name, "sample_rate": dataset.sample_rate,
+               "train_samples": len(dataset.train.input)}, f)
   model = models.create(cfg.model, **cfg.model_kwargs)
   loss_fn = losses.combined(cfg.loss)
   n_steps = steps_per_epoch(cfg, len(dataset.train.input))
@@ -466,6 +469,12 @@ def _log_epoch(row, cfg, elapsed, epoch):
       "epoch %d/%d loss %.3e val1_esr %.3e%s | %.0fk samples/s | %.1f s "
       "elapsed, ETA %.0f s", epoch, cfg.max_epochs, row["train_loss"],
       row["val1_esr"], val2, row["samples_per_s"] / 1e3, elapsed, eta)
+
+
+def sample_rate_of(workdir: str) -> int:
+  """The sample rate (Hz) a run in workdir was trained at."""
+  with open(os.path.join(workdir, "dataset.json")) as f:
+    return int(json.load(f)["sample_rate"])
 
 
 def load_params(workdir: str, which: str = "best"):

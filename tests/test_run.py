@@ -80,3 +80,33 @@ def test_bad_flags_get_clear_errors(tmp_path, args, message):
   assert result.returncode != 0
   assert message in result.stderr
   assert "Traceback" not in result.stderr
+
+
+def apply_cli(*args):
+  return subprocess.run(
+      [sys.executable, "-m", "emu.apply", *args], cwd=ROOT,
+      capture_output=True, text=True, timeout=120,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+
+
+def test_apply_matches_offline_model_and_guards_files(tiny_run, tmp_path):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import soundfile as sf  # pylint: disable=g-import-not-at-top
+  from emu import evaluate, train  # pylint: disable=g-import-not-at-top
+  workdir, _ = tiny_run
+  x = np.random.default_rng(0).uniform(-0.5, 0.5, 5000).astype(np.float32)
+  sf.write(tmp_path / "in.wav", x, 44100, subtype="FLOAT")
+  result = apply_cli(f"--workdir={workdir}", "--block_size=1024",
+                     str(tmp_path / "in.wav"), str(tmp_path / "out.wav"))
+  assert result.returncode == 0, result.stderr[-2000:]
+  y, rate = sf.read(tmp_path / "out.wav", dtype="float32")
+  model, params, _ = train.load_params(str(workdir))
+  np.testing.assert_allclose(y, evaluate.predict(model, params, x), atol=1e-5)
+  assert rate == 44100
+  again = apply_cli(f"--workdir={workdir}", str(tmp_path / "in.wav"),
+                    str(tmp_path / "out.wav"))
+  assert again.returncode == 2 and "--overwrite" in again.stderr
+  sf.write(tmp_path / "in48.wav", x, 48000)
+  wrong = apply_cli(f"--workdir={workdir}", str(tmp_path / "in48.wav"),
+                    str(tmp_path / "o.wav"))
+  assert wrong.returncode == 2 and "48000 Hz" in wrong.stderr
