@@ -35,7 +35,8 @@ import soundfile
 from emu import effects
 from emu import signals
 
-DEFAULT_VOICE_GLOB = '/usr/share/sounds/alsa/[FRS]*_*.wav'  # voices, not Noise.wav
+# The spoken clips (Front_*, Rear_*, Side_*), not Noise.wav.
+DEFAULT_VOICE_GLOB = '/usr/share/sounds/alsa/[FRS]*_*.wav'
 
 # Seconds per clip: 24 clips make the thesis's sample counts at 44.1 kHz.
 SIZES = {'mini': 20. / 24., 'big': 7_813_000 / 24 / 44100}

@@ -110,3 +110,20 @@ def test_apply_matches_offline_model_and_guards_files(tiny_run, tmp_path):
   wrong = apply_cli(f"--workdir={workdir}", str(tmp_path / "in48.wav"),
                     str(tmp_path / "o.wav"))
   assert wrong.returncode == 2 and "48000 Hz" in wrong.stderr
+
+
+def test_compare_tables_runs(tiny_run, tmp_path):
+  workdir, _ = tiny_run
+  result = subprocess.run(
+      [sys.executable, "experiments/compare.py", str(workdir),
+       f"--out={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
+      timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  report = json.loads((workdir / "report.json").read_text())
+  assert f"{report['val1']['esr']:.3e}" in result.stdout
+  assert (tmp_path / "comparison.md").read_text() in result.stdout + "\n"
+  assert (tmp_path / "comparison.png").stat().st_size > 1000
+  missing = subprocess.run(
+      [sys.executable, "experiments/compare.py", str(tmp_path / "nope")],
+      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert missing.returncode == 2 and "report.json" in missing.stderr
