@@ -147,6 +147,36 @@ def make_train_step(model, tx, loss_fn: Callable, cfg: config_lib.Config):
   return train_step
 
 
+# ------------------------------------------------------ data parallelism
+
+
+def data_mesh(devices=None) -> jax.sharding.Mesh:
+  """A 1-D mesh named 'data' over every device JAX sees (all hosts)."""
+  return jax.sharding.Mesh(np.asarray(devices or jax.devices()), ("data",))
+
+
+def replicate(tree, mesh):
+  """Places every array of `tree` on every device of `mesh`."""
+  return jax.device_put(
+      tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+
+
+def shard_batch(batch, mesh):
+  """Splits host arrays along axis 0 over the mesh's 'data' axis.
+
+  Every process holds the whole (deterministic) batch and contributes the
+  rows of its own devices, so the same code runs on one host or several.
+  """
+  sharding = jax.sharding.NamedSharding(mesh,
+                                        jax.sharding.PartitionSpec("data"))
+
+  def put(array):
+    return jax.make_array_from_callback(array.shape, sharding,
+                                        lambda index: array[index])
+
+  return jax.tree.map(put, batch)
+
+
 # ------------------------------------------------------------------- data
 
 
@@ -353,6 +383,11 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
         f"{cfg.segment_length}; lower them or use more audio")
   tx = make_optimizer(cfg, n_steps)
   example = jnp.zeros((1, min(cfg.segment_length, 256), 1), jnp.float32)
+  mesh = data_mesh()
+  if cfg.batch_size % mesh.size:
+    raise ValueError(
+        f"batch_size {cfg.batch_size} does not split over {mesh.size} "
+        f"devices; use a multiple of {mesh.size}")
   state = create_train_state(model, tx, jax.random.PRNGKey(cfg.seed), example)
   train_step = jax.jit(make_train_step(model, tx, loss_fn, cfg),
                        donate_argnums=0)
@@ -398,8 +433,9 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
     epoch_key, next_key = jax.random.split(state.key)
     state = state.replace(key=next_key)
     step_metrics = []
+    state = replicate(state, mesh)
     for batch in epoch_batches(cfg, dataset.train, epoch_key):
-      state, metrics = train_step(state, batch)
+      state, metrics = train_step(state, shard_batch(batch, mesh))
       step_metrics.append(metrics)
     # One host transfer per epoch.
     step_metrics = jax.device_get(step_metrics)

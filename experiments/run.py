@@ -94,6 +94,11 @@ flags.DEFINE_float("min_delta", _DEFAULT.min_delta,
 flags.DEFINE_float("time_budget_s", _DEFAULT.time_budget_s,
                    "Stop training after this many seconds (0 = none).")
 flags.DEFINE_integer("seed", _DEFAULT.seed, "The one random seed.")
+# Several hosts (jax.distributed); leave unset on one machine.
+flags.DEFINE_string("coordinator_address", None,
+                    "host:port of process 0, to train over several hosts.")
+flags.DEFINE_integer("num_processes", None, "Number of hosts.")
+flags.DEFINE_integer("process_id", None, "This host's index, 0-based.")
 flags.DEFINE_list("stream_blocks", [str(b) for b in _DEFAULT.stream_blocks],
                   "Block sizes whose streaming speed the report measures.")
 
@@ -189,6 +194,11 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required: the folder for the run")
+  if FLAGS.coordinator_address:
+    # Every device of every host joins the 'data' mesh in emu.train.
+    import jax  # pylint: disable=g-import-not-at-top
+    jax.distributed.initialize(FLAGS.coordinator_address,
+                               FLAGS.num_processes, FLAGS.process_id)
   try:
     report = run(FLAGS.workdir, overwrite=FLAGS.overwrite)
   except (ValueError, FileNotFoundError, train.TrainingError) as e:
