@@ -455,9 +455,6 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
       break
     row["val1_esr"] = esr(predict(state.params, dataset.val1.input),
                           dataset.val1.target)
-    if dataset.val2 is not None:
-      row["val2_esr"] = esr(predict(state.params, dataset.val2.input),
-                            dataset.val2.target)
     epoch += 1
     elapsed += time.perf_counter() - start
     row.update(samples_per_s=len(step_metrics) * samples_per_step / train_time,
@@ -500,11 +497,10 @@ def _log_epoch(row, cfg, elapsed, epoch):
   eta = per_epoch * (cfg.max_epochs - epoch)
   if cfg.time_budget_s:
     eta = min(eta, max(cfg.time_budget_s - elapsed, 0.0))
-  val2 = f" val2_esr {row['val2_esr']:.3e}" if "val2_esr" in row else ""
   logging.info(
-      "epoch %d/%d loss %.3e val1_esr %.3e%s | %.0fk samples/s | %.1f s "
+      "epoch %d/%d loss %.3e val1_esr %.3e | %.0fk samples/s | %.1f s "
       "elapsed, ETA %.0f s", epoch, cfg.max_epochs, row["train_loss"],
-      row["val1_esr"], val2, row["samples_per_s"] / 1e3, elapsed, eta)
+      row["val1_esr"], row["samples_per_s"] / 1e3, elapsed, eta)
 
 
 def sample_rate_of(workdir: str) -> int:
