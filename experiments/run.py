@@ -26,6 +26,8 @@ from emu import train
 _DEFAULT = config_lib.Config()
 
 flags.DEFINE_string("workdir", None, "Folder for the run's outputs.")
+flags.DEFINE_bool("dry_run", False,
+                  "Print the config and the model's size, then exit.")
 flags.DEFINE_bool("overwrite", False,
                   "Replace a run with a different config in --workdir.")
 
@@ -189,6 +191,20 @@ def run(workdir, overwrite=False):
       stream_blocks=cfg.stream_blocks)
 
 
+def dry_run():
+  """Checks the flags: prints the Config and the model's parameter count."""
+  import jax  # pylint: disable=g-import-not-at-top
+  cfg = config_from_flags()
+  model = models.create(cfg.model, **cfg.model_kwargs)
+  length = cfg.window if cfg.mode == "window" else 256
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
+                          jax.ShapeDtypeStruct((1, length, 1), "float32"))
+  count = sum(int(s.size) for s in jax.tree.leaves(shapes))
+  print(cfg.to_json())
+  print(f"model {cfg.model}: {count} parameters")
+  return 0
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -200,6 +216,8 @@ def main(argv):
     jax.distributed.initialize(FLAGS.coordinator_address,
                                FLAGS.num_processes, FLAGS.process_id)
   try:
+    if FLAGS.dry_run:
+      return dry_run()
     report = run(FLAGS.workdir, overwrite=FLAGS.overwrite)
   except (ValueError, FileNotFoundError, train.TrainingError) as e:
     # Bad input is the user's to fix: the message, not a traceback.

@@ -127,3 +127,17 @@ def test_compare_tables_runs(tiny_run, tmp_path):
       [sys.executable, "experiments/compare.py", str(tmp_path / "nope")],
       cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert missing.returncode == 2 and "report.json" in missing.stderr
+
+
+FLAGFILES = sorted(f for f in os.listdir(os.path.join(ROOT, "experiments"))
+                   if f.endswith(".flags"))
+
+
+@pytest.mark.parametrize("flagfile", FLAGFILES)
+def test_every_flagfile_makes_a_valid_config(flagfile, tmp_path):
+  result = run(f"--flagfile=experiments/{flagfile}", f"--workdir={tmp_path}",
+               "--dry_run", timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  config = json.loads(result.stdout[:result.stdout.rindex("}") + 1])
+  assert "parameters" in result.stdout.splitlines()[-1]
+  assert config["model"] in flagfile or flagfile.startswith(("tiny", "cnn"))
