@@ -32,6 +32,8 @@ class Config:
   Model
     model: registered name (`emu.models.names()`).
     model_kwargs: hyperparameters passed to `emu.models.create`.
+    ensemble: E > 1 trains E members from different seeds in one vmapped
+      step; the model is their mean (`emu.models.ensemble.Ensemble`).
   Training
     mode: 'seq2seq' (truncated BPTT over segments) or 'window' (the thesis:
       the `window` samples up to t -> the target at t).
@@ -63,6 +65,7 @@ class Config:
 
   model: str = "lstm"
   model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  ensemble: int = 1
 
   mode: str = "seq2seq"
   segment_length: int = 8192
@@ -88,6 +91,7 @@ class Config:
     _check_choice("mode", self.mode, MODES)
     _check_choice("dataset", self.dataset, DATASETS)
     for name in ("segment_length", "window", "batch_size", "max_epochs",
+                 "ensemble",
                  "windows_per_epoch", "sample_rate"):
       if getattr(self, name) <= 0:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

@@ -15,7 +15,6 @@ import os
 
 from absl import logging
 import jax
-import jax.numpy as jnp
 import numpy as np
 import soundfile as sf
 
@@ -23,6 +22,8 @@ from emu import effects
 from emu import metrics
 from emu import plots
 from emu import stream
+from emu import train
+from emu.models import ensemble as ensemble_lib
 
 RESPONSE_POINTS = 256
 IMPULSE_LENGTH = 1 << 16
@@ -32,11 +33,13 @@ def parameter_count(params) -> int:
   return int(sum(np.size(p) for p in jax.tree.leaves(params)))
 
 
-def predict(model, params, signal) -> np.ndarray:
-  """Whole-signal inference from the initial state: [time] -> [time]."""
-  x = jnp.asarray(signal, jnp.float32).reshape(1, -1, 1)
-  y, _ = jax.jit(lambda p, x: model.apply(p, x, None))(params, x)
-  return np.asarray(y).reshape(-1)
+def predict(model, params, signal, method=None) -> np.ndarray:
+  """Whole-signal inference from the initial state.
+
+  signal: [time] or [time, channels] (audio + knobs) -> [time]; with
+  method='member_outputs' (an Ensemble) -> [members, time].
+  """
+  return train.make_predict(model, method)(params, signal)
 
 
 def model_response(model, params, freqs_hz, sample_rate,
@@ -121,10 +124,15 @@ def evaluate(model, params, dataset, workdir, cfg=None, history=None,
     if pair is None:
       continue
     output = predict(model, params, pair.input)
-    report[name] = metrics.all_metrics(output, pair.target, x=pair.input,
+    audio_in = pair.input if pair.input.ndim == 1 else pair.input[:, 0]
+    report[name] = metrics.all_metrics(output, pair.target, x=audio_in,
                                        sample_rate=sample_rate)
+    if isinstance(model, ensemble_lib.Ensemble):
+      members = predict(model, params, pair.input, method="member_outputs")
+      report[name]["members_esr"] = [metrics.esr(y, pair.target)
+                                     for y in members]
     report[name]["seconds"] = len(pair.input) / sample_rate
-    for kind, audio in (("input", pair.input), ("target", pair.target),
+    for kind, audio in (("input", audio_in), ("target", pair.target),
                         ("output", output),
                         ("difference", pair.target - output)):
       _write_wav(os.path.join(audio_dir, f"{name}_{kind}.wav"), audio,
@@ -140,13 +148,18 @@ def evaluate(model, params, dataset, workdir, cfg=None, history=None,
                  report[name]["acc12"], report[name]["acc16"],
                  report[name]["lsd_db"])
 
+  channels = 1 if dataset.val1.input.ndim == 1 else (
+      dataset.val1.input.shape[-1])
   freqs = np.geomspace(20.0, min(20000.0, 0.49 * sample_rate),
                        RESPONSE_POINTS)
-  h_model = model_response(model, params, freqs, sample_rate)
-  h_noise = model_noise_response(model, params, freqs, sample_rate)
-  responses = {"model (impulse)": h_model, "model (noise)": h_noise}
+  # Knob models have a response per knob setting: see the per-knob table.
+  responses = {}
+  if channels == 1:
+    h_model = model_response(model, params, freqs, sample_rate)
+    h_noise = model_noise_response(model, params, freqs, sample_rate)
+    responses = {"model (impulse)": h_model, "model (noise)": h_noise}
   h_true = known_response(cfg.effect, sample_rate, freqs) if (
-      cfg is not None and cfg.dataset != "files") else None
+      cfg is not None and cfg.dataset != "files" and channels == 1) else None
   if h_true is not None:
     responses["true"] = h_true
     report["response_error"] = metrics.analytic_response_error(h_model, h_true)
@@ -155,7 +168,7 @@ def evaluate(model, params, dataset, workdir, cfg=None, history=None,
     for key in ("response_error", "noise_response_error"):
       logging.info("%s vs the true %s: max %.3f dB, mean %.3f dB", key,
                    cfg.effect, report[key]["max_db"], report[key]["mean_db"])
-  if draw:
+  if draw and responses:
     plots.frequency_response(freqs, responses,
                              os.path.join(plot_dir, "frequency_response.png"))
     if history:
@@ -164,7 +177,7 @@ def evaluate(model, params, dataset, workdir, cfg=None, history=None,
 
   report["streaming"] = [
       stream.measure(model, params, block, sample_rate=sample_rate,
-                     seconds=1.0, max_blocks=2000)
+                     seconds=1.0, max_blocks=2000, channels=channels)
       for block in stream_blocks]
   for row in report["streaming"]:
     logging.info("streaming, %d-sample blocks: %.1fx real time, %.2f us per "

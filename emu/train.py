@@ -29,6 +29,7 @@ from emu import config as config_lib
 from emu import data as data_lib
 from emu import losses
 from emu import models
+from emu.models import ensemble as ensemble_lib
 
 
 class TrainingError(RuntimeError):
@@ -224,7 +225,8 @@ def epoch_batches(cfg: config_lib.Config, pair: data_lib.Pair, key):
   offset = int(jax.random.randint(offset_key, (), 0, n % length + 1))
   count = (n - offset) // length
   order = np.asarray(jax.random.permutation(order_key, count))
-  x_all = pair.input[offset:offset + count * length].reshape(count, length, 1)
+  x_all = pair.input[offset:offset + count * length].reshape(
+      count, length, -1)
   t_all = pair.target[offset:offset + count * length].reshape(count, length, 1)
   for i in range(count // cfg.batch_size):
     idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
@@ -237,15 +239,49 @@ def steps_per_epoch(cfg: config_lib.Config, n_train: int) -> int:
   return (n_train // cfg.segment_length) // cfg.batch_size
 
 
-def make_predict(model):
-  """Jitted whole-signal inference: x [time] -> y [time] (numpy)."""
-  apply = jax.jit(lambda p, x: model.apply(p, x, None)[0])
+def as_batch(signal) -> jnp.ndarray:
+  """[time] or [time, channels] (audio + knobs) -> [1, time, channels]."""
+  x = jnp.asarray(signal, jnp.float32)
+  return x.reshape(1, x.shape[0], -1)
+
+
+def make_predict(model, method=None):
+  """Jitted whole-signal inference: x [time(, channels)] -> y [time] numpy.
+
+  With method='member_outputs' (an Ensemble), y is [members, time].
+  """
+  apply = jax.jit(lambda p, x: model.apply(p, x, None, method=method)[0])
 
   def predict(params, signal):
-    x = jnp.asarray(signal, jnp.float32).reshape(1, -1, 1)
-    return np.asarray(apply(params, x)).reshape(-1)
+    y = np.asarray(apply(params, as_batch(signal)))
+    return y.reshape(-1) if method is None else y.reshape(y.shape[0], -1)
 
   return predict
+
+
+def build_model(cfg: config_lib.Config):
+  """The model a config names: one member, or an Ensemble of cfg.ensemble."""
+  if cfg.ensemble == 1:
+    return models.create(cfg.model, **cfg.model_kwargs)
+  models.create(cfg.model, **cfg.model_kwargs)  # checks the names
+  return ensemble_lib.Ensemble(
+      member=cfg.model, member_kwargs=tuple(sorted(cfg.model_kwargs.items())),
+      size=cfg.ensemble)
+
+
+def ensemble_params(member_params):
+  """Stacked member parameters [E, ...] -> the Ensemble's parameters."""
+  return {"params": {"members": member_params["params"]}}
+
+
+def _next_epoch_key(state: TrainState, ensemble: int):
+  """(key for this epoch's batch order, state with its key(s) advanced)."""
+  if ensemble == 1:
+    epoch_key, next_key = jax.random.split(state.key)
+  else:  # one key per member; the batch order follows member 0's
+    keys = jax.vmap(jax.random.split)(state.key)
+    epoch_key, next_key = keys[0, 0], keys[:, 1]
+  return epoch_key, state.replace(key=next_key)
 
 
 def esr(y, t) -> float:
@@ -372,8 +408,10 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
   dataset = dataset or build_dataset(cfg)
   with open(os.path.join(workdir, "dataset.json"), "w") as f:
     json.dump({"name": dataset.name, "sample_rate": dataset.sample_rate,
-               "train_samples": len(dataset.train.input)}, f)
-  model = models.create(cfg.model, **cfg.model_kwargs)
+               "train_samples": len(dataset.train.input),
+               "channels": _channels(dataset.train.input)}, f)
+  model = models.create(cfg.model, **cfg.model_kwargs)  # one member
+  full_model = build_model(cfg)
   loss_fn = losses.combined(cfg.loss)
   n_steps = steps_per_epoch(cfg, len(dataset.train.input))
   if n_steps < 1:
@@ -382,16 +420,28 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
         f"samples, batch_size {cfg.batch_size}, segment_length "
         f"{cfg.segment_length}; lower them or use more audio")
   tx = make_optimizer(cfg, n_steps)
-  example = jnp.zeros((1, min(cfg.segment_length, 256), 1), jnp.float32)
+  example = jnp.zeros((1, min(cfg.segment_length, 256),
+                       _channels(dataset.train.input)), jnp.float32)
   mesh = data_mesh()
   if cfg.batch_size % mesh.size:
     raise ValueError(
         f"batch_size {cfg.batch_size} does not split over {mesh.size} "
         f"devices; use a multiple of {mesh.size}")
-  state = create_train_state(model, tx, jax.random.PRNGKey(cfg.seed), example)
-  train_step = jax.jit(make_train_step(model, tx, loss_fn, cfg),
-                       donate_argnums=0)
-  predict = make_predict(model)
+  step = make_train_step(model, tx, loss_fn, cfg)
+  key = jax.random.PRNGKey(cfg.seed)
+  if cfg.ensemble == 1:
+    state = create_train_state(model, tx, key, example)
+    to_full = lambda params: params  # pylint: disable=unnecessary-lambda-assignment
+    predict = make_predict(full_model)
+  else:
+    # E members from E keys in one vmapped step: independent runs that
+    # share the batches.
+    state = jax.vmap(lambda k: create_train_state(model, tx, k, example))(
+        jax.random.split(key, cfg.ensemble))
+    step = jax.vmap(step, in_axes=(0, None))
+    to_full = ensemble_params
+    predict = make_predict(full_model, method="member_outputs")
+  train_step = jax.jit(step, donate_argnums=0)
   stopper = EarlyStopping(patience=cfg.patience, min_delta=cfg.min_delta)
   best_params = jax.tree.map(jnp.copy, state.params)
 
@@ -430,8 +480,7 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
       stop_reason = "interrupted"
       break
     start = time.perf_counter()
-    epoch_key, next_key = jax.random.split(state.key)
-    state = state.replace(key=next_key)
+    epoch_key, state = _next_epoch_key(state, cfg.ensemble)
     step_metrics = []
     state = replicate(state, mesh)
     for batch in epoch_batches(cfg, dataset.train, epoch_key):
@@ -453,8 +502,11 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
       if restored is not None:
         best_params = restored["best_params"]
       break
-    row["val1_esr"] = esr(predict(state.params, dataset.val1.input),
-                          dataset.val1.target)
+    output = predict(to_full(state.params), dataset.val1.input)
+    if cfg.ensemble > 1:
+      row["val1_esr_members"] = [esr(y, dataset.val1.target) for y in output]
+      output = output.mean(axis=0)
+    row["val1_esr"] = esr(output, dataset.val1.target)
     epoch += 1
     elapsed += time.perf_counter() - start
     row.update(samples_per_s=len(step_metrics) * samples_per_step / train_time,
@@ -473,7 +525,7 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
                               "epoch": np.int64(epoch),
                               "elapsed": np.float64(elapsed)})
     if stopper.improved:
-      checkpoints.save("best", {"params": best_params})
+      checkpoints.save("best", {"params": to_full(best_params)})
   else:
     stop_reason = "max_epochs"
   if stopper.should_stop and stop_reason == "max_epochs":
@@ -481,7 +533,8 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
   logging.info("training stopped (%s) after %d epochs, %.1f s; best val1 "
                "ESR %.3e at epoch %d", stop_reason, epoch, elapsed,
                stopper.best, stopper.best_epoch)
-  return FitResult(model=model, params=best_params, dataset=dataset,
+  return FitResult(model=full_model, params=to_full(best_params),
+                   dataset=dataset,
                    history=history, stop_reason=stop_reason,
                    train_seconds=elapsed, epochs=epoch,
                    best_epoch=stopper.best_epoch)
@@ -503,10 +556,19 @@ def _log_epoch(row, cfg, elapsed, epoch):
       row["val1_esr"], row["samples_per_s"] / 1e3, elapsed, eta)
 
 
+def _channels(signal) -> int:
+  """Input channels of a [time] or [time, channels] signal."""
+  return 1 if np.ndim(signal) == 1 else int(np.shape(signal)[-1])
+
+
+def _dataset_info(workdir: str) -> dict:
+  with open(os.path.join(workdir, "dataset.json")) as f:
+    return json.load(f)
+
+
 def sample_rate_of(workdir: str) -> int:
   """The sample rate (Hz) a run in workdir was trained at."""
-  with open(os.path.join(workdir, "dataset.json")) as f:
-    return int(json.load(f)["sample_rate"])
+  return int(_dataset_info(workdir)["sample_rate"])
 
 
 def load_params(workdir: str, which: str = "best"):
@@ -518,9 +580,10 @@ def load_params(workdir: str, which: str = "best"):
         "experiments/run.py --workdir=...")
   with open(config_path) as f:
     cfg = config_lib.Config.from_json(f.read())
-  model = models.create(cfg.model, **cfg.model_kwargs)
-  example = jnp.zeros((1, 256, 1), jnp.float32)
-  params = model.init(jax.random.PRNGKey(0), example)
+  model = build_model(cfg)
+  channels = _dataset_info(workdir).get("channels", 1)
+  params = jax.eval_shape(model.init, jax.random.PRNGKey(0),
+                          jnp.zeros((1, 256, channels), jnp.float32))
   checkpoints = _Checkpoints(workdir)
   restored = checkpoints.restore(which, {"params": params})
   if restored is None:

@@ -51,6 +51,8 @@ flags.DEFINE_string("train_target", "", "Target WAV (dataset=files).")
 
 # Model.
 flags.DEFINE_enum("model", _DEFAULT.model, models.names(), "Model family.")
+flags.DEFINE_integer("ensemble", 1, "Members trained together (vmapped); "
+                     "the model is their mean.")
 flags.DEFINE_integer("hidden_size", None, "Recurrent units (lstm, gru).")
 flags.DEFINE_integer("num_layers", None, "Stacked layers (lstm, gru, lru).")
 flags.DEFINE_bool("skip", None, "Add the input audio to the output.")
@@ -166,6 +168,7 @@ def config_from_flags() -> config_lib.Config:
       val2_files=expand_paths(FLAGS.val2_files),
       train_input=FLAGS.train_input, train_target=FLAGS.train_target,
       model=FLAGS.model, model_kwargs=model_kwargs_from_flags(),
+      ensemble=FLAGS.ensemble,
       mode=FLAGS.mode, segment_length=FLAGS.segment_length,
       warmup=FLAGS.warmup, tbptt=FLAGS.tbptt, window=FLAGS.window,
       windows_per_epoch=FLAGS.windows_per_epoch, batch_size=FLAGS.batch_size,
@@ -195,7 +198,7 @@ def dry_run():
   """Checks the flags: prints the Config and the model's parameter count."""
   import jax  # pylint: disable=g-import-not-at-top
   cfg = config_from_flags()
-  model = models.create(cfg.model, **cfg.model_kwargs)
+  model = train.build_model(cfg)
   length = cfg.window if cfg.mode == "window" else 256
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
                           jax.ShapeDtypeStruct((1, length, 1), "float32"))

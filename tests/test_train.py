@@ -195,3 +195,43 @@ class TestFit:
     result = train.fit(tiny_config(max_epochs=1, learning_rate=0.5),
                        str(tmp_path), dataset=data, overwrite=True)
     assert result.epochs == 1
+
+
+class TestEnsemble:
+
+  def test_vmapped_step_equals_members_stepped_alone(self):
+    cfg = tiny_config()
+    model = models.create("lstm", hidden_size=4)
+    tx = train.make_optimizer(cfg, 10)
+    step = train.make_train_step(model, tx, losses.combined(cfg.loss), cfg)
+    example = jnp.zeros((1, 64, 1))
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    stacked = jax.vmap(
+        lambda k: train.create_train_state(model, tx, k, example))(keys)
+    batch = next(train.epoch_batches(cfg, tiny_dataset().train,
+                                     jax.random.PRNGKey(1)))
+    together, _ = jax.jit(jax.vmap(step, in_axes=(0, None)))(stacked, batch)
+    for i, key in enumerate(keys):
+      alone, _ = jax.jit(step)(
+          train.create_train_state(model, tx, key, example), batch)
+      for a, b in zip(jax.tree.leaves(alone.params),
+                      jax.tree.leaves(together.params)):
+        np.testing.assert_allclose(b[i], a, atol=1e-6)
+
+  def test_fit_ensemble_reports_members_and_mean(self, tmp_path):
+    cfg = tiny_config(max_epochs=2, ensemble=3)
+    data = tiny_dataset()
+    result = train.fit(cfg, str(tmp_path), dataset=data)
+    row = result.history[-1]
+    assert len(row["val1_esr_members"]) == 3
+    members = np.asarray(row["val1_esr_members"])
+    assert len(set(members.round(8))) == 3  # different seeds
+    y, _ = result.model.apply(result.params, train.as_batch(data.val1.input))
+    ys, _ = result.model.apply(result.params, train.as_batch(data.val1.input),
+                               method="member_outputs")
+    np.testing.assert_allclose(y, ys.mean(axis=0), atol=1e-6)
+    assert train.esr(np.asarray(y).ravel(), data.val1.target) == (
+        pytest.approx(row["val1_esr"], rel=1e-5))
+    model, params, _ = train.load_params(str(tmp_path))
+    again, _ = model.apply(params, train.as_batch(data.val1.input))
+    np.testing.assert_allclose(again, y, atol=1e-6)
