@@ -18,8 +18,9 @@ settings; the thesis target is 'hpf440'.
 Effects with knobs (the thesis's "future research": parameters as inputs,
 harder effects) take each knob as a scalar or a per-sample array [time],
 concrete or traced, so a knob may turn while the signal plays:
-`highpass_knob`, `lowpass_knob`, `peaking_knob` (on `biquad_tv`, a biquad
-with per-sample coefficients), `waveshaper` (static tanh distortion),
+`highpass_knob`, `lowpass_knob`, `peaking_knob` and `biquad_tv` (biquads
+as state-variable filters, which take a moving knob without bursts),
+`waveshaper` (static tanh distortion),
 `diode_clipper` (an RC low-pass clipped by diodes, solved by Newton's
 method every sample) and `compressor` (with `static_curve`).
 `KNOB_EFFECTS` names them with their `Knob` ranges as `KnobEffect`s,
@@ -298,8 +299,8 @@ def effect(name):
 #
 # Every knob argument below is a Python number, a traced scalar, or a
 # per-sample array [time] (concrete or traced), so a knob may turn while the
-# signal plays. Concrete knobs compute their coefficients in float64 numpy;
-# traced ones in float32 jnp, from formulas written to avoid cancellation.
+# signal plays. Concrete knobs compute their coefficients in float64 numpy,
+# traced ones in float32 jnp.
 
 
 def _check_knobs(x, **knobs):
@@ -313,15 +314,16 @@ def _check_knobs(x, **knobs):
           f'length of x), got shape {shape}')
 
 
-def _rbj_delta_taps(kind, f0, sample_rate, q, gain_db=0.):
-  """Delta-form taps [..., 5] of an RBJ biquad, free of cancellation.
+def _svf_coefficients(kind, f0, sample_rate, q, gain_db=0.):
+  """(g, k, m0, m1, m2) [..., 5] of the state-variable form of an RBJ filter.
 
-  `_delta_coefficients` forms c1 = 2 + a1 and c2 = 1 + a1 + a2 by
-  subtraction, which in float32 (a traced knob) throws away the precision
-  the delta form is there to keep (a1 ~ -2 at low cutoffs). Written with
-  v = 1 - cos(w0) = 2 sin^2(w0 / 2) every tap is a product of well-scaled
-  terms instead: c1 = 2 (alpha' + v) / a0, c2 = 2 v / a0, with alpha' =
-  alpha (alpha / A for the peaking filter) and a0 = 1 + alpha'.
+  g = tan(pi f0 / sample_rate) is the pre-warped integrator gain and k =
+  1 / Q the damping; the output mixes input, band-pass and low-pass as
+  m0 v0 + m1 v1 + m2 v2 (Simper, "Linear trapezoidal integrated SVF",
+  2013): high-pass (1, -k, -1), low-pass (0, 0, 1), and the peaking bell
+  (1, k (A^2 - 1), 0) with k = 1 / (Q A), A = 10^(gain_db / 40). These are
+  the cookbook's bilinear transfer functions exactly, with no small
+  difference to lose to float32 when a knob is traced.
 
   Args:
     kind: 'highpass', 'lowpass' or 'peaking'.
@@ -336,94 +338,124 @@ def _rbj_delta_taps(kind, f0, sample_rate, q, gain_db=0.):
   xp = _xp(f0, sample_rate, q, gain_db)
   if xp is np:
     f0, q, gain_db = (np.asarray(v, np.float64) for v in (f0, q, gain_db))
-  w0 = 2. * xp.pi * f0 / sample_rate
-  v = 2. * xp.sin(w0 / 2.)**2
-  alpha = xp.sin(w0) / (2. * q)
-  if kind == 'peaking':
+  g = xp.tan(xp.pi * f0 / sample_rate)
+  one, zero = xp.ones_like(g), xp.zeros_like(g)
+  if kind == 'highpass':
+    k = 1. / q
+    mix = (one, -k, -one)
+  elif kind == 'lowpass':
+    k = 1. / q
+    mix = (zero, zero, one)
+  elif kind == 'peaking':
     log_amp = gain_db * (math.log(10.) / 40.)
-    amp = xp.exp(log_amp)
-    a0 = 1. + alpha / amp
-    b0 = (1. + alpha * amp) / a0
-    c1 = 2. * (alpha / amp + v) / a0
-    # A - 1/A = 2 sinh(ln A) keeps its precision near 0 dB.
-    spread = 4. * alpha * xp.sinh(log_amp) / a0**2
-    g1, g2 = spread * (1. - v), -spread * v
-  elif kind in ('highpass', 'lowpass'):
-    a0 = 1. + alpha
-    c1 = 2. * (alpha + v) / a0
-    if kind == 'highpass':
-      # b = (1 + cos) / 2 * (1, -2, 1): e1 = e2 = 0.
-      b0 = (2. - v) / (2. * a0)
-      g1, g2 = -b0 * c1, -b0 * 2. * v / a0
-    else:
-      # b = (1 - cos) / 2 * (1, 2, 1): e1 = e2 = 2 v / a0.
-      b0 = v / (2. * a0)
-      e = 2. * v / a0
-      g1, g2 = e - b0 * c1, e - b0 * e
+    k = 1. / (q * xp.exp(log_amp))
+    # A^2 - 1 = expm1(2 ln A) keeps its precision near 0 dB.
+    mix = (one, k * xp.expm1(2. * log_amp), zero)
   else:
     raise ValueError(f'unknown kind {kind!r}')
-  c2 = 2. * v / a0
-  taps = xp.stack(xp.broadcast_arrays(b0, g1, g2, c1, c2), axis=-1)
-  return jnp.asarray(taps, jnp.float32)
+  coefficients = xp.stack(xp.broadcast_arrays(g, k, *mix), axis=-1)
+  return jnp.asarray(coefficients, jnp.float32)
 
 
 @jax.jit
-def _filter_tv(x, taps):
-  """`x` [..., time] through per-sample delta-form taps [time, 5]."""
+def _svf(x, coefficients):
+  """`x` [..., time] through the TPT state-variable filter.
+
+  coefficients: (g, k, m0, m1, m2), [5] for all samples or [time, 5] per
+  sample. Zavalishin's topology-preserving transform of the analogue SVF
+  (trapezoidal integrators, Simper's form): its two states are the
+  integrators' outputs, band-pass and low-pass levels of the signal,
+  whatever the cutoff, so a knob that jumps from 20 Hz to 2 kHz leaves a
+  transient the size of the signal (the delta form of `biquad`, whose
+  states scale with the coefficients, answers such a jump with 200 times
+  the signal). With constant coefficients it is within 1e-6 of float64
+  `scipy.signal.lfilter` on white noise (`biquad`: 2e-7).
+  """
   flat = x.reshape((-1, x.shape[-1])).T
+  g, k, m0, m1, m2 = (coefficients[..., i] for i in range(5))
+  a1 = 1. / (1. + g * (g + k))
+  a2 = g * a1
+  a3 = g * a2
+  per_sample = jnp.stack([a1, a2, a3, m0, m1, m2], axis=-1)
 
   def step(state, inputs):
-    s1, s2 = state
-    sample, tap = inputs
-    b0, g1, g2, c1, c2 = (tap[i] for i in range(5))
-    y = b0 * sample + g2 * s1 + g1 * s2
-    return (s1 + s2, s2 + (sample - c2 * s1 - c1 * s2)), y
+    ic1, ic2 = state
+    v0, taps = inputs if per_sample.ndim == 2 else (inputs, per_sample)
+    b1, b2, b3, w0, w1, w2 = (taps[i] for i in range(6))
+    v3 = v0 - ic2
+    v1 = b1 * ic1 + b2 * v3
+    v2 = ic2 + b2 * ic1 + b3 * v3
+    return (2. * v1 - ic1, 2. * v2 - ic2), w0 * v0 + w1 * v1 + w2 * v2
 
   zero = jnp.zeros(flat.shape[1:], flat.dtype)
-  _, y = jax.lax.scan(step, (zero, zero), (flat, taps))
+  xs = (flat, per_sample) if per_sample.ndim == 2 else flat
+  _, y = jax.lax.scan(step, (zero, zero), xs)
   return y.T.reshape(x.shape)
 
 
-def _apply_taps(x, taps):
-  """Constant taps [5] take `biquad`'s path; per-sample [time, 5] a scan."""
-  if taps.ndim == 1:
-    return _filter(x, taps)
-  if taps.shape[0] != x.shape[-1]:
-    raise ValueError(f'per-sample coefficients cover {taps.shape[0]} '
-                     f'samples but x has {x.shape[-1]}')
-  return _filter_tv(x, taps)
+def _run_svf(x, coefficients):
+  if coefficients.ndim == 2 and coefficients.shape[0] != x.shape[-1]:
+    raise ValueError(f'per-sample coefficients cover '
+                     f'{coefficients.shape[0]} samples but x has '
+                     f'{x.shape[-1]}')
+  return _svf(x, coefficients)
+
+
+def _svf_from_biquad(b, a):
+  """(g, k, m0, m1, m2) [..., 5] with the transfer function b(z) / a(z).
+
+  The SVF's denominator is d0 + 2 (g^2 - 1) z^-1 + (1 - g k + g^2) z^-2
+  with d0 = 1 + g k + g^2; matching a(z) at z = +-1 and in a2 gives g and
+  k, and the numerator is matched by the mix of input, band-pass
+  g (1 - z^-2) and low-pass g^2 (1 + z^-1)^2: m0 from z = -1, m2 from
+  z = 1, m1 from b0 - b2. Needs a stable biquad (|poles| < 1).
+  """
+  xp = _xp(b, a)
+  b, a = xp.asarray(b), xp.asarray(a)
+  b, a = b / a[..., :1], a / a[..., :1]
+  a1, a2 = a[..., 1], a[..., 2]
+  at_minus = 1. - a1 + a2
+  g = xp.sqrt((1. + a1 + a2) / at_minus)
+  d0 = 4. / at_minus
+  k = (1. - a2) * d0 / (2. * g)
+  m0 = (b[..., 0] - b[..., 1] + b[..., 2]) * d0 / 4.
+  m2 = (b[..., 0] + b[..., 1] + b[..., 2]) * d0 / (4. * g**2) - m0
+  m1 = ((b[..., 0] - b[..., 2]) * d0 - 2. * g * k * m0) / (2. * g)
+  return jnp.asarray(xp.stack([g, k, m0, m1, m2], axis=-1), jnp.float32)
 
 
 def biquad_tv(x, b, a):
   """A biquad whose coefficients may change every sample, from zero state.
 
-  The same delta-operator state space and `lax.scan` as `biquad`, reading
-  sample t's taps at step t; with constant taps it gives `biquad`'s output
-  exactly. While the taps move, the output depends on the realisation (any
-  time-varying filter's does); this one keeps the state in the
-  delta form's well-scaled variables, so a jump in the coefficients
-  leaves a short transient and no instability. For knobs prefer
-  `highpass_knob` and friends: they build the delta taps without the
-  float32 cancellation that c1 = 2 + a1 suffers when traced [time, 3]
-  taps come in.
+  Sample t uses (b[t], a[t]), realised as the state-variable filter of
+  `_svf` with that transfer function: with constant taps it is `biquad`'s
+  filter (within 1e-6), and while the taps move its states stay at the
+  signal's scale (see `_svf`), where a direct or delta form would
+  answer a jump with a burst. Concrete taps are converted in float64;
+  traced [time, 3] taps convert in float32, which at very low cutoffs
+  (poles at z ~ 1) costs precision. For knobs prefer `highpass_knob`,
+  `lowpass_knob` and `peaking_knob`, which build the SVF coefficients
+  directly.
 
   Args:
     x: [..., time] signal (cast to float32).
     b: [time, 3] (or [3]) numerator taps per sample; numpy or jnp.
-    a: [time, 3] (or [3]) denominator taps per sample.
+    a: [time, 3] (or [3]) denominator taps per sample (a stable biquad).
 
   Returns:
     [..., time] float32.
   """
   x = jnp.asarray(x, jnp.float32)
-  return _apply_taps(x, _delta_coefficients(b, a))
+  return _run_svf(x, _svf_from_biquad(b, a))
 
 
 def highpass_knob(x, cutoff_hz, sample_rate, q=BUTTERWORTH_Q):
   """High-pass biquad with a cutoff knob (Hz) that may move every sample.
 
-  Equal to `highpass` for a constant cutoff (the thesis suggests cutoffs
-  of 20 Hz - 2 kHz as the knob's range; see `KNOB_EFFECTS`).
+  The cookbook's high-pass (`highpass`, to within 1e-6 for a constant
+  cutoff) as a state-variable filter that takes the knob moving in its
+  stride (see `_svf`). The thesis suggests cutoffs of 20 Hz - 2 kHz as
+  the knob's range (`KNOB_EFFECTS['hpf_knob']`).
 
   Args:
     x: [..., time] signal.
@@ -436,22 +468,23 @@ def highpass_knob(x, cutoff_hz, sample_rate, q=BUTTERWORTH_Q):
   """
   x = jnp.asarray(x, jnp.float32)
   _check_knobs(x, cutoff_hz=cutoff_hz, q=q)
-  return _apply_taps(x, _rbj_delta_taps('highpass', cutoff_hz, sample_rate,
-                                        q))
+  return _run_svf(x, _svf_coefficients('highpass', cutoff_hz, sample_rate,
+                                       q))
 
 
 def lowpass_knob(x, cutoff_hz, sample_rate, q=BUTTERWORTH_Q):
   """Low-pass biquad with a cutoff knob (Hz, scalar or [time]); see above."""
   x = jnp.asarray(x, jnp.float32)
   _check_knobs(x, cutoff_hz=cutoff_hz, q=q)
-  return _apply_taps(x, _rbj_delta_taps('lowpass', cutoff_hz, sample_rate,
-                                        q))
+  return _run_svf(x, _svf_coefficients('lowpass', cutoff_hz, sample_rate,
+                                       q))
 
 
 def peaking_knob(x, f0, gain_db, sample_rate, q=BUTTERWORTH_Q):
   """Peaking EQ with centre (`f0`, Hz) and gain (`gain_db`, dB) knobs.
 
-  Equal to `peaking` for constant knobs.
+  The cookbook's `peaking` (to within 1e-6 for constant knobs) as a
+  state-variable filter (see `_svf`).
 
   Args:
     x: [..., time] signal.
@@ -465,8 +498,8 @@ def peaking_knob(x, f0, gain_db, sample_rate, q=BUTTERWORTH_Q):
   """
   x = jnp.asarray(x, jnp.float32)
   _check_knobs(x, f0=f0, gain_db=gain_db, q=q)
-  return _apply_taps(x, _rbj_delta_taps('peaking', f0, sample_rate, q,
-                                        gain_db))
+  return _run_svf(x, _svf_coefficients('peaking', f0, sample_rate, q,
+                                       gain_db))
 
 
 DC_BLOCK_HZ = 10.
