@@ -197,8 +197,9 @@ def load_nam(path_or_dict):
   hidden, num_layers = int(cfg["hidden_size"]), int(cfg["num_layers"])
   in_size = int(cfg.get("input_size", 1))
   w = np.asarray(d["weights"], np.float32)
-  expected = sum(4 * hidden * ((in_size if k == 0 else hidden) + hidden) +
-                 4 * hidden + 2 * hidden for k in range(num_layers)) + hidden + 1
+  expected = hidden + 1 + sum(
+      4 * hidden * ((in_size if k == 0 else hidden) + hidden) + 6 * hidden
+      for k in range(num_layers))
   if w.size != expected:
     raise ExportError(
         f"the file holds {w.size} weights; an LSTM with input_size "
@@ -403,13 +404,30 @@ def export_workdir(workdir, fmt, out_path, checkpoint="best",
   model, params, cfg = train.load_params(workdir, checkpoint)
   meta = {"emu_model": cfg.model, "emu_model_kwargs": dict(cfg.model_kwargs),
           **(metadata or {})}
-  d = export(model, params, fmt, sample_rate=train.sample_rate_of(workdir),
+  d = export(model, params, fmt, sample_rate=_sample_rate(workdir, cfg),
              metadata=meta)
   tmp = out_path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(d, f)
   os.replace(tmp, out_path)
   return d
+
+
+def _sample_rate(workdir, cfg):
+  """Hz of a run: dataset.json, else report.json, else the config's."""
+  from emu import train  # pylint: disable=g-import-not-at-top
+  try:
+    return train.sample_rate_of(workdir)
+  except FileNotFoundError:
+    pass
+  report = os.path.join(workdir, "report.json")
+  if os.path.exists(report):
+    with open(report) as f:
+      return int(json.load(f)["sample_rate"])
+  if cfg.dataset != "files":
+    return int(cfg.sample_rate)
+  raise FileNotFoundError(
+      f"{workdir} records no sample rate (no dataset.json or report.json)")
 
 
 def main(argv):
@@ -437,7 +455,7 @@ def _count_weights(tree):
   if isinstance(tree, dict):
     return sum(_count_weights(v) for k, v in tree.items()
                if k not in ("metadata", "emu", "config", "model_data",
-                            "in_shape", "shape"))
+                            "sample_rate", "in_shape", "shape"))
   if isinstance(tree, list):
     return sum(_count_weights(v) for v in tree)
   return 1 if isinstance(tree, float) else 0

@@ -293,7 +293,8 @@ def test_export_workdir_writes_the_trained_params(tmp_path):
   with open(os.path.join(workdir, "dataset.json"), "w") as f:
     json.dump({"name": "x", "sample_rate": 96000, "train_samples": 1}, f)
   model, params = _model("lstm")
-  train._Checkpoints(workdir).save("best", {"params": params})  # pylint: disable=protected-access
+  checkpoints = train._Checkpoints(workdir)  # pylint: disable=protected-access
+  checkpoints.save("best", {"params": params})
   out = str(tmp_path / "model.nam")
   # When it is exported
   export.export_workdir(workdir, "nam", out)

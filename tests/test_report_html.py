@@ -142,7 +142,8 @@ def _chrome(download_dir):
   webdriver = pytest.importorskip(
       "selenium.webdriver", reason="headless browser test: pip install "
       "selenium (.ci/run does)")
-  from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from selenium.webdriver.chrome.service import Service
   os.environ.setdefault("SE_OFFLINE", "true")  # never fetch a driver
   options = webdriver.ChromeOptions()
   options.binary_location = chromium
@@ -176,7 +177,8 @@ def test_pages_in_headless_chromium(workdir, tmp_path):
   downloads = str(tmp_path / "downloads")
   os.makedirs(downloads)
   driver, profile = _chrome(downloads)
-  from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from selenium.webdriver.common.by import By
   try:
     # The report loads; its players hold data: WAVs that Chromium decodes
     driver.get("file://" + os.path.join(workdir, "report.html"))
