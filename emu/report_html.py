@@ -127,8 +127,10 @@ def _table(header, rows):
 
 
 def _sets(report):
-  return [name for name in ("val1", "val2") if isinstance(report.get(name),
-                                                           dict)]
+  """The evaluated sets: val1, val2 and any other "val*" with metrics."""
+  return sorted(name for name, value in report.items()
+                if name.startswith("val") and isinstance(value, dict) and
+                "esr" in value)
 
 
 def _metrics_table(report):
