@@ -30,6 +30,7 @@ Parameters use the PyTorch layout transposed to [in, out] (for x @ w), so
 weights export to PyTorch, Neural Amp Modeler and RTNeural by a transpose.
 """
 
+import functools
 import math
 
 import flax.linen as nn
@@ -109,6 +110,22 @@ class _Recurrent(nn.Module):
     """One step of one layer: carry, x_t [batch, in] -> carry, h [batch, H]."""
     raise NotImplementedError
 
+  def _sequence(self, layers, w_out, b_out, state, x):
+    """The stack and head over time-major x [time, batch, in]: one scan.
+
+    Returns y [time, batch, 1] and the state after the last step.
+    """
+    def step(state, x_t):
+      new_state = []
+      h = x_t
+      for params, carry in zip(layers, state):
+        carry, h = self._cell(params, carry, h)
+        new_state.append(carry)
+      return tuple(new_state), h @ w_out + b_out
+
+    state, y = jax.lax.scan(step, state, x, unroll=self.unroll)
+    return y, state
+
   @nn.compact
   def __call__(self, x, state=None):
     """Runs the stack over a block of samples.
@@ -129,17 +146,9 @@ class _Recurrent(nn.Module):
     w_out = self.param("w_out", _uniform(bound), (self.hidden_size, 1))
     b_out = self.param("b_out", nn.initializers.zeros, (1,))
 
-    def step(state, x_t):
-      new_state = []
-      h = x_t
-      for params, carry in zip(layers, state):
-        carry, h = self._cell(params, carry, h)
-        new_state.append(carry)
-      return tuple(new_state), h @ w_out + b_out
-
     # Time-major, so the scan slices the leading axis.
-    state, y = jax.lax.scan(step, tuple(state), jnp.swapaxes(x, 0, 1),
-                            unroll=self.unroll)
+    y, state = self._sequence(layers, w_out, b_out, tuple(state),
+                              jnp.swapaxes(x, 0, 1))
     y = jnp.swapaxes(y, 0, 1)
     if self.skip:
       y = y + x[..., :1]
@@ -186,15 +195,110 @@ class LSTM(_Recurrent):
     return w_ih, w_hh, bias
 
   def _cell(self, params, carry, x_t):
-    w_ih, w_hh, bias = params
-    h, c = carry
-    gates = x_t @ w_ih + bias + h @ w_hh
-    scale, offset = _lstm_gate_affine(self.hidden_size)
-    i, f, g, o = jnp.split(jnp.tanh(gates * scale) * scale + offset, 4,
-                           axis=-1)
-    c = f * c + i * g
-    h = o * jnp.tanh(c)
+    h, c, _, _ = _lstm_step(params, carry, x_t)
     return (h, c), h
+
+  def _sequence(self, layers, w_out, b_out, state, x):
+    if len(layers) != 1:
+      return super()._sequence(layers, w_out, b_out, state, x)
+    # One layer (the usual audio model): the same forward pass, with a
+    # hand-written backward pass, see `_lstm_sequence`.
+    (h0, c0), = state
+    y, h, c = _lstm_sequence(self.unroll, tuple(layers[0]), w_out, b_out,
+                             x, h0, c0)
+    return y, ((h, c),)
+
+
+def _lstm_step(params, carry, x_t):
+  """One LSTM step: (h, c), x_t [batch, in] -> h, c, gates (activated), tanh(c).
+  """
+  w_ih, w_hh, bias = params
+  h, c = carry
+  gates = x_t @ w_ih + bias + h @ w_hh
+  scale, offset = _lstm_gate_affine(h.shape[-1])
+  act = jnp.tanh(gates * scale) * scale + offset
+  i, f, g, o = jnp.split(act, 4, axis=-1)
+  c = f * c + i * g
+  tanh_c = jnp.tanh(c)
+  return o * tanh_c, c, act, tanh_c
+
+
+def _lstm_forward(unroll, layer, w_out, b_out, x, h0, c0):
+  """y [time, batch, 1], h, c: the scan stores only y (see module doc)."""
+  def step(carry, x_t):
+    h, c, _, _ = _lstm_step(layer, carry, x_t)
+    return (h, c), h @ w_out + b_out
+
+  (h, c), y = jax.lax.scan(step, (h0, c0), x, unroll=unroll)
+  return y, h, c
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _lstm_sequence(unroll, layer, w_out, b_out, x, h0, c0):
+  """One LSTM layer and the linear head over x [time, batch, in].
+
+  The forward pass is `_lstm_forward`. The backward pass is written by hand
+  because autodiff of the scan was the training bottleneck: it accumulates
+  every weight gradient inside the reverse loop (an outer product and a
+  [H, 4H] read-modify-write per step). Here the reverse loop only carries
+  (dh, dc) and emits the gate gradients [time, batch, 4H]; the weight
+  gradients are then a few large matmuls over all steps at once, as cuDNN
+  does. tests/test_lstm_vjp.py checks it against autodiff. Training step,
+  H = 32, one thread of a loaded 2-core CPU, best of 2: batch 8 x 1024
+  samples 769k -> 969k samples/s, 16 x 1024 860k -> 966k; no gain at
+  64 x 2048 (528k -> 513k, within the noise).
+  """
+  return _lstm_forward(unroll, layer, w_out, b_out, x, h0, c0)
+
+
+def _lstm_sequence_fwd(unroll, layer, w_out, b_out, x, h0, c0):
+  def step(carry, x_t):
+    h, c, act, tanh_c = _lstm_step(layer, carry, x_t)
+    return (h, c), (h, c, act, tanh_c)
+
+  (h, c), (hs, cs, acts, tanh_cs) = jax.lax.scan(step, (h0, c0), x,
+                                                 unroll=unroll)
+  y = hs @ w_out + b_out
+  residuals = (layer, w_out, x, h0, c0, hs, cs, acts, tanh_cs)
+  return (y, h, c), residuals
+
+
+def _lstm_sequence_bwd(unroll, residuals, cotangents):
+  layer, w_out, x, h0, c0, hs, cs, acts, tanh_cs = residuals
+  dy, dh_last, dc_last = cotangents
+  w_ih, w_hh, _ = layer
+  hidden = h0.shape[-1]
+  scale, offset = _lstm_gate_affine(hidden)
+  # d act / d gates for act = tanh(v * s) * s + o: s^2 - (act - o)^2.
+  scale2 = scale * scale
+  c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)
+  dh_out = dy @ w_out.T  # [time, batch, H]
+
+  def step(carry, inputs):
+    dh, dc = carry
+    dh_t, act, tanh_c, c_before = inputs
+    dh = dh + dh_t
+    i, f, g, o = jnp.split(act, 4, axis=-1)
+    dc = dc + dh * o * (1.0 - tanh_c * tanh_c)
+    d_act = jnp.concatenate([dc * g, dc * c_before, dc * i, dh * tanh_c],
+                            axis=-1)
+    d_gates = d_act * (scale2 - jnp.square(act - offset))
+    return (d_gates @ w_hh.T, dc * f), d_gates
+
+  (dh0, dc0), d_gates = jax.lax.scan(
+      step, (dh_last, dc_last), (dh_out, acts, tanh_cs, c_prev),
+      reverse=True, unroll=unroll)
+  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+  d_layer = (jnp.einsum("tbi,tbg->ig", x, d_gates),
+             jnp.einsum("tbh,tbg->hg", h_prev, d_gates),
+             jnp.sum(d_gates, axis=(0, 1)))
+  d_w_out = jnp.einsum("tbh,tbo->ho", hs, dy)
+  d_b_out = jnp.sum(dy, axis=(0, 1))
+  dx = d_gates @ w_ih.T
+  return d_layer, d_w_out, d_b_out, dx, dh0, dc0
+
+
+_lstm_sequence.defvjp(_lstm_sequence_fwd, _lstm_sequence_bwd)
 
 
 class GRU(_Recurrent):
