@@ -10,8 +10,9 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "config", "data", "effects", "evaluate", "losses", "metrics", "models",
-    "plots", "signals", "stream", "train",
+    "apply", "config", "data", "datareport", "effects", "evaluate", "export",
+    "losses", "metrics", "models", "plots", "ratings", "report_html",
+    "signals", "stream", "testsignal", "train",
 )
 
 

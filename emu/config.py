@@ -29,6 +29,10 @@ class Config:
     train_seconds: optional cut of the training signal (CI uses tiny ones).
     val1_seconds: length of the validation set of new recipe chunks.
     val2_files: recorded voice WAVs for val2 (empty: no val2).
+    train_input, train_target: the user's recorded pair (dataset 'files');
+      the last 10% becomes val1.
+    compensate_latency: shift a lagging target into line with its input
+      (dataset 'files') instead of refusing the pair.
   Model
     model: registered name (`emu.models.names()`).
     model_kwargs: hyperparameters passed to `emu.models.create`.
@@ -62,6 +66,7 @@ class Config:
   val2_files: tuple = ()
   train_input: str = ""
   train_target: str = ""
+  compensate_latency: bool = False
 
   model: str = "lstm"
   model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)

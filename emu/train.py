@@ -185,7 +185,8 @@ def build_dataset(cfg: config_lib.Config) -> data_lib.Dataset:
   """The Dataset a config names (synthetic recipe or the user's files)."""
   if cfg.dataset == "files":
     dataset = data_lib.files_dataset(
-        cfg.train_input, cfg.train_target, val2_files=cfg.val2_files)
+        cfg.train_input, cfg.train_target, val2_files=cfg.val2_files,
+        compensate_latency=cfg.compensate_latency)
   else:
     size = "mini" if cfg.dataset == "thesis_mini" else "big"
     dataset = data_lib.thesis_dataset(

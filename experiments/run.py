@@ -19,8 +19,10 @@ from absl import logging
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from emu import config as config_lib  # pylint: disable=g-import-not-at-top
+from emu import datareport
 from emu import evaluate as evaluate_lib
 from emu import models
+from emu import report_html
 from emu import train
 
 _DEFAULT = config_lib.Config()
@@ -48,6 +50,8 @@ flags.DEFINE_list("val2_files", [],
                   "alsa-utils.")
 flags.DEFINE_string("train_input", "", "Input WAV (dataset=files).")
 flags.DEFINE_string("train_target", "", "Target WAV (dataset=files).")
+flags.DEFINE_bool("compensate_latency", False,
+                  "Align a target that lags its input (dataset=files).")
 
 # Model.
 flags.DEFINE_enum("model", _DEFAULT.model, models.names(), "Model family.")
@@ -167,6 +171,7 @@ def config_from_flags() -> config_lib.Config:
       val1_seconds=FLAGS.val1_seconds,
       val2_files=expand_paths(FLAGS.val2_files),
       train_input=FLAGS.train_input, train_target=FLAGS.train_target,
+      compensate_latency=FLAGS.compensate_latency,
       model=FLAGS.model, model_kwargs=model_kwargs_from_flags(),
       ensemble=FLAGS.ensemble,
       mode=FLAGS.mode, segment_length=FLAGS.segment_length,
@@ -183,15 +188,22 @@ def config_from_flags() -> config_lib.Config:
 def run(workdir, overwrite=False):
   """Trains and evaluates the flags' config; returns the report."""
   cfg = config_from_flags()
+  if cfg.dataset == "files":
+    # Levels, latency and the device's repeatability, before any training.
+    os.makedirs(workdir, exist_ok=True)
+    datareport.report_files(cfg.train_input, cfg.train_target,
+                            workdir=workdir)
   result = train.fit(cfg, workdir, overwrite=overwrite)
   with open(os.path.join(workdir, "flags.txt"), "w") as f:
     f.write(FLAGS.flags_into_string())
   info = {"train_seconds": result.train_seconds, "epochs": result.epochs,
           "best_epoch": result.best_epoch, "stop_reason": result.stop_reason}
-  return evaluate_lib.evaluate(
+  report = evaluate_lib.evaluate(
       result.model, result.params, result.dataset, workdir, cfg=cfg,
       history=result.history, train_info=info,
       stream_blocks=cfg.stream_blocks)
+  logging.info("report: %s", report_html.write_report_html(workdir))
+  return report
 
 
 def dry_run():

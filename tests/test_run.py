@@ -141,3 +141,54 @@ def test_every_flagfile_makes_a_valid_config(flagfile, tmp_path):
   config = json.loads(result.stdout[:result.stdout.rindex("}") + 1])
   assert "parameters" in result.stdout.splitlines()[-1]
   assert config["model"] in flagfile or flagfile.startswith(("tiny", "cnn"))
+
+
+@pytest.fixture(scope="module")
+def device_recording(tmp_path_factory):
+  """emu's test signal through a simulated device: an EQ and 5 samples of
+  latency, as a user would record it."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import soundfile as sf  # pylint: disable=g-import-not-at-top
+  from emu import effects, testsignal  # pylint: disable=g-import-not-at-top
+  folder = tmp_path_factory.mktemp("device")
+  rate = 48000
+  testsignal.write(str(folder / "input.wav"), sample_rate=rate, seconds=8.0,
+                   subtype="FLOAT")
+  x, _ = sf.read(folder / "input.wav", dtype="float32")
+  y = np.asarray(effects.highpass(x, 440.0, rate))
+  y = np.concatenate([np.zeros(5, np.float32), y[:-5]])
+  sf.write(folder / "recorded.wav", y, rate, subtype="FLOAT")
+  return folder
+
+
+FILES_RUN = ("--dataset=files", "--model=lstm", "--hidden_size=4",
+             "--segment_length=2048", "--warmup=256", "--batch_size=4",
+             "--max_epochs=2", "--stream_blocks=64")
+
+
+def test_recorded_pair_trains_with_one_command(device_recording, tmp_path):
+  folder = device_recording
+  result = run(*FILES_RUN, f"--train_input={folder / 'input.wav'}",
+               f"--train_target={folder / 'recorded.wav'}",
+               "--compensate_latency", f"--workdir={tmp_path}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  data_report = json.loads((tmp_path / "data_report.json").read_text())
+  assert "latency" in json.dumps(data_report)
+  assert "5 samples" in result.stderr  # the data report, logged
+  report = json.loads((tmp_path / "report.json").read_text())
+  assert report["sample_rate"] == 48000 and report["epochs"] == 2
+  assert math.isfinite(report["val1"]["esr"])
+  html = (tmp_path / "report.html").read_text()
+  assert "data:audio/wav;base64," in html
+  assert (tmp_path / "listening_test.html").exists()
+
+
+def test_lagging_recording_is_refused_without_compensation(device_recording,
+                                                           tmp_path):
+  folder = device_recording
+  result = run(*FILES_RUN, f"--train_input={folder / 'input.wav'}",
+               f"--train_target={folder / 'recorded.wav'}",
+               f"--workdir={tmp_path}")
+  assert result.returncode == 2
+  assert "compensate_latency" in result.stderr
+  assert "Traceback" not in result.stderr
