@@ -74,6 +74,16 @@ def test_a_jumping_cutoff_leaves_no_burst(noise):
   assert np.max(np.abs(y)) < 2.
 
 
+def test_biquad_tv_takes_per_sample_and_shared_taps_together(noise):
+  # A per-sample numerator over a fixed denominator: a gain ramp.
+  b, a = effects.analytic_coefficients('lpf2k', SR)
+  ramp = np.linspace(0., 1., SR)[:, None]
+  y = effects.biquad_tv(noise, ramp * b, a)
+  want = ramp[:, 0] * effects.biquad(noise, b, a)
+  # The numerator only mixes the SVF's outputs: the ramp acts at once.
+  assert np.max(np.abs(y - want)) < 2e-6
+
+
 @pytest.mark.parametrize('first, second', [(100., 1000.), (1000., 100.)])
 def test_a_cutoff_switched_halfway_settles_to_each_fixed_filter(
     first, second, noise):
