@@ -14,7 +14,7 @@ import json
 from typing import Any, Mapping
 
 MODES = ("seq2seq", "window")
-DATASETS = ("thesis_mini", "thesis_big", "files")
+DATASETS = ("thesis_mini", "thesis_big", "files", "knobs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,9 +22,12 @@ class Config:
   """Everything a run needs. Units are in the names: samples, seconds, Hz.
 
   Data
-    dataset: 'thesis_mini' (20 s recipe), 'thesis_big' (7.8 M samples) or
-      'files' (the user's own WAV pairs, `train_input`/`train_target`).
-    effect: name in `emu.effects.EFFECTS` applied to the synthetic recipe.
+    dataset: 'thesis_mini' (20 s recipe), 'thesis_big' (7.8 M samples),
+      'files' (the user's own WAV pairs, `train_input`/`train_target`) or
+      'knobs' (the mini recipe through a knob effect whose settings change
+      clip by clip; val1 at settings never trained on).
+    effect: name in `emu.effects.EFFECTS` applied to the synthetic recipe,
+      or in `emu.effects.KNOB_EFFECTS` for dataset 'knobs'.
     sample_rate: Hz, for the synthetic recipe.
     train_seconds: optional cut of the training signal (CI uses tiny ones).
     val1_seconds: length of the validation set of new recipe chunks.

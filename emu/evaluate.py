@@ -18,6 +18,7 @@ import jax
 import numpy as np
 import soundfile as sf
 
+from emu import data as data_lib
 from emu import effects
 from emu import metrics
 from emu import plots
@@ -77,6 +78,33 @@ def known_response(effect_name, sample_rate, freqs_hz):
   except (ValueError, KeyError):
     return None
   return np.asarray(effects.frequency_response(b, a, freqs_hz, sample_rate))
+
+
+def per_setting_metrics(output, pair, knobs) -> list:
+  """ESR and accuracy per knob setting of a knob dataset's pair.
+
+  knobs: the effect's `emu.effects.Knob`s, to give values in their units.
+  Returns a list of {'knobs': {name: value}, 'normalised': [...], 'esr',
+  'acc12', 'acc16', 'seconds'} sorted by setting.
+  """
+  rows = []
+  for values, index in data_lib.group_by_knobs(pair):
+    target = pair.target[index]
+    rows.append({
+        "knobs": {k.name: float(k.denormalise(v))
+                  for k, v in zip(knobs, values)},
+        "normalised": [float(v) for v in values],
+        "esr": metrics.esr(output[index], target),
+        "acc12": metrics.accuracy_bits(output[index], target, bits=12),
+        "acc16": metrics.accuracy_bits(output[index], target, bits=15),
+        "samples": int(len(index)),
+    })
+  return rows
+
+
+def _setting_label(row):
+  return ", ".join(f"{name}={value:.4g}" for name, value in
+                   row["knobs"].items())
 
 
 def _write_wav(path, audio, sample_rate):
@@ -143,6 +171,18 @@ def evaluate(model, params, dataset, workdir, cfg=None, history=None,
                       sample_rate, title=f"{name}: target, output, difference")
       plots.spectra(pair.target, output,
                     os.path.join(plot_dir, f"{name}_spectra.png"), sample_rate)
+    if getattr(dataset, "knobs", ()) and cfg is not None:
+      knobs = effects.knob_effect(cfg.effect).knobs
+      report[name]["per_setting"] = per_setting_metrics(output, pair, knobs)
+      for row in report[name]["per_setting"]:
+        logging.info("%s at %s: ESR %.3e, acc12 %.4f", name,
+                     _setting_label(row), row["esr"], row["acc12"])
+      if draw:
+        plots.comparison_bars(
+            [_setting_label(r) for r in report[name]["per_setting"]],
+            [r["esr"] for r in report[name]["per_setting"]],
+            os.path.join(plot_dir, f"{name}_esr_per_setting.png"),
+            ylabel=f"{name} ESR (settings not trained on)")
     logging.info("%s: ESR %.3e, MSE %.3e, acc12 %.4f, acc16 %.4f, LSD %.2f dB",
                  name, report[name]["esr"], report[name]["mse"],
                  report[name]["acc12"], report[name]["acc16"],

@@ -187,6 +187,11 @@ def build_dataset(cfg: config_lib.Config) -> data_lib.Dataset:
     dataset = data_lib.files_dataset(
         cfg.train_input, cfg.train_target, val2_files=cfg.val2_files,
         compensate_latency=cfg.compensate_latency)
+  elif cfg.dataset == "knobs":
+    dataset = data_lib.knob_dataset(
+        jax.random.PRNGKey(cfg.seed), effect=cfg.effect,
+        sample_rate=cfg.sample_rate, val1_seconds=cfg.val1_seconds,
+        val2=list(cfg.val2_files) or None)
   else:
     size = "mini" if cfg.dataset == "thesis_mini" else "big"
     dataset = data_lib.thesis_dataset(
@@ -260,13 +265,20 @@ def make_predict(model, method=None):
   return predict
 
 
-def build_model(cfg: config_lib.Config):
-  """The model a config names: one member, or an Ensemble of cfg.ensemble."""
+def build_model(cfg: config_lib.Config, channels: int = 1):
+  """The model a config names: one member, or an Ensemble of cfg.ensemble.
+
+  channels: input channels (1 audio + knobs), for models that must know
+  them up front (thesis_cnn's `input_channels`).
+  """
+  kwargs = dict(cfg.model_kwargs)
+  if "input_channels" in models.hyperparameters(cfg.model):
+    kwargs.setdefault("input_channels", channels)
   if cfg.ensemble == 1:
-    return models.create(cfg.model, **cfg.model_kwargs)
-  models.create(cfg.model, **cfg.model_kwargs)  # checks the names
+    return models.create(cfg.model, **kwargs)
+  models.create(cfg.model, **kwargs)  # checks the names
   return ensemble_lib.Ensemble(
-      member=cfg.model, member_kwargs=tuple(sorted(cfg.model_kwargs.items())),
+      member=cfg.model, member_kwargs=tuple(sorted(kwargs.items())),
       size=cfg.ensemble)
 
 
@@ -411,8 +423,10 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
     json.dump({"name": dataset.name, "sample_rate": dataset.sample_rate,
                "train_samples": len(dataset.train.input),
                "channels": _channels(dataset.train.input)}, f)
-  model = models.create(cfg.model, **cfg.model_kwargs)  # one member
-  full_model = build_model(cfg)
+  channels = _channels(dataset.train.input)
+  full_model = build_model(cfg, channels)
+  model = full_model if cfg.ensemble == 1 else build_model(
+      cfg.replace(ensemble=1), channels)
   loss_fn = losses.combined(cfg.loss)
   n_steps = steps_per_epoch(cfg, len(dataset.train.input))
   if n_steps < 1:
@@ -421,8 +435,8 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
         f"samples, batch_size {cfg.batch_size}, segment_length "
         f"{cfg.segment_length}; lower them or use more audio")
   tx = make_optimizer(cfg, n_steps)
-  example = jnp.zeros((1, min(cfg.segment_length, 256),
-                       _channels(dataset.train.input)), jnp.float32)
+  example = jnp.zeros((1, min(cfg.segment_length, 256), channels),
+                      jnp.float32)
   mesh = data_mesh()
   if cfg.batch_size % mesh.size:
     raise ValueError(
@@ -581,8 +595,8 @@ def load_params(workdir: str, which: str = "best"):
         "experiments/run.py --workdir=...")
   with open(config_path) as f:
     cfg = config_lib.Config.from_json(f.read())
-  model = build_model(cfg)
   channels = _dataset_info(workdir).get("channels", 1)
+  model = build_model(cfg, channels)
   params = jax.eval_shape(model.init, jax.random.PRNGKey(0),
                           jnp.zeros((1, 256, channels), jnp.float32))
   checkpoints = _Checkpoints(workdir)

@@ -37,7 +37,8 @@ flags.DEFINE_bool("overwrite", False,
 flags.DEFINE_enum("dataset", _DEFAULT.dataset, config_lib.DATASETS,
                   "Synthetic thesis recipe or the user's own WAV files.")
 flags.DEFINE_string("effect", _DEFAULT.effect,
-                    "Effect applied to the synthetic recipe (emu.effects).")
+                    "Effect applied to the synthetic recipe (emu.effects."
+                    "EFFECTS; KNOB_EFFECTS for --dataset=knobs).")
 flags.DEFINE_integer("sample_rate", _DEFAULT.sample_rate,
                      "Hz, for the synthetic recipe.")
 flags.DEFINE_float("train_seconds", _DEFAULT.train_seconds,
@@ -210,10 +211,15 @@ def dry_run():
   """Checks the flags: prints the Config and the model's parameter count."""
   import jax  # pylint: disable=g-import-not-at-top
   cfg = config_from_flags()
-  model = train.build_model(cfg)
+  channels = 1
+  if cfg.dataset == "knobs":
+    from emu import effects  # pylint: disable=g-import-not-at-top
+    channels += len(effects.knob_effect(cfg.effect).knobs)
+  model = train.build_model(cfg, channels)
   length = cfg.window if cfg.mode == "window" else 256
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
-                          jax.ShapeDtypeStruct((1, length, 1), "float32"))
+                          jax.ShapeDtypeStruct((1, length, channels),
+                                               "float32"))
   count = sum(int(s.size) for s in jax.tree.leaves(shapes))
   print(cfg.to_json())
   print(f"model {cfg.model}: {count} parameters")
