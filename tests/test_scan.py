@@ -55,7 +55,7 @@ run = jax.jit(scan.linear_recurrence, static_argnames=("backend", "unroll"))
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("length", [1, 2, 5, 64, 1000, ONE_SECOND])
+@pytest.mark.parametrize("length", [1, 5, 1000, ONE_SECOND])
 def test_matches_float64_loop(length, dtype, backend):
   # Given poles near |a| = 0.9999 and a float64 loop on the same inputs,
   a, b, h0, reference = _problem(length, dtype)
@@ -113,7 +113,7 @@ def test_time_varying_decay(dtype, backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("a_shape", [(3,), (9, 3), (2, 9, 3)])
+@pytest.mark.parametrize("a_shape", [(3,), (2, 9, 3)])
 def test_gradient_matches_autodiff_of_a_loop(a_shape, dtype, backend):
   # Given a loss of the states and of the last state,
   rng = np.random.default_rng(0)
