@@ -46,7 +46,9 @@ class Streamer:
     self.params = params
     flat, self._unravel = jax.flatten_util.ravel_pytree(
         model.initial_state(1))
-    self._flat_size = flat.shape
+    # Shape and dtype (complex for a complex state, e.g. lru): a zero state
+    # of another dtype would compile the step a second time.
+    self._flat_zeros = (flat.shape, flat.dtype)
     constant = sum(p.size for p in jax.tree.leaves(params)) <= (
         _CONSTANT_PARAMS_MAX)
     unravel = self._unravel
@@ -65,7 +67,7 @@ class Streamer:
 
   def reset(self):
     """Back to the initial state (silence before the first block)."""
-    self._flat_state = jnp.zeros(self._flat_size, jnp.float32)
+    self._flat_state = jnp.zeros(*self._flat_zeros)
 
   @property
   def state(self):
