@@ -52,6 +52,9 @@ class Config:
     window: samples per window (window mode).
     windows_per_epoch: windows drawn per epoch (window mode).
     batch_size: segments or windows per step.
+    gain_db: scale each training segment's input and target by a random
+      gain in [-gain_db, +gain_db] dB (seq2seq). Valid for linear effects
+      only (an EQ): a nonlinear effect of g*x is not g times its output.
     loss: weights of the losses in `emu.losses.LOSSES`.
     learning_rate, lr_decay (multiplied per epoch), grad_clip (global norm,
       0 = off), max_epochs, patience (epochs without a val1 improvement of
@@ -82,6 +85,7 @@ class Config:
   window: int = 1024
   windows_per_epoch: int = 65536
   batch_size: int = 16
+  gain_db: float = 0.0
   loss: Mapping[str, float] = dataclasses.field(
       default_factory=lambda: {"esr": 1.0})
   learning_rate: float = 5e-3
@@ -103,7 +107,7 @@ class Config:
                  "windows_per_epoch", "sample_rate"):
       if getattr(self, name) <= 0:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-    for name in ("warmup", "tbptt", "patience", "time_budget_s",
+    for name in ("warmup", "tbptt", "patience", "time_budget_s", "gain_db",
                  "train_seconds", "grad_clip", "min_delta"):
       if getattr(self, name) < 0:
         raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -88,6 +88,9 @@ flags.DEFINE_integer("windows_per_epoch", _DEFAULT.windows_per_epoch,
                      "Windows per epoch (window mode).")
 flags.DEFINE_integer("batch_size", _DEFAULT.batch_size,
                      "Segments or windows per step.")
+flags.DEFINE_float("gain_db", _DEFAULT.gain_db,
+                   "Random gain per training segment, +-dB (linear effects "
+                   "only).")
 flags.DEFINE_string("loss", "esr=1", "Weighted losses, e.g. "
                     "'mse=1,esr_pre=1,mrstft=2e-4' (emu.losses.LOSSES).")
 flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate, "Adam's rate.")
@@ -178,6 +181,7 @@ def config_from_flags() -> config_lib.Config:
       mode=FLAGS.mode, segment_length=FLAGS.segment_length,
       warmup=FLAGS.warmup, tbptt=FLAGS.tbptt, window=FLAGS.window,
       windows_per_epoch=FLAGS.windows_per_epoch, batch_size=FLAGS.batch_size,
+      gain_db=FLAGS.gain_db,
       loss=config_lib.parse_weights(FLAGS.loss),
       learning_rate=FLAGS.learning_rate, lr_decay=FLAGS.lr_decay,
       grad_clip=FLAGS.grad_clip, max_epochs=FLAGS.max_epochs,

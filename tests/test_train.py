@@ -235,3 +235,22 @@ class TestEnsemble:
     model, params, _ = train.load_params(str(tmp_path))
     again, _ = model.apply(params, train.as_batch(data.val1.input))
     np.testing.assert_allclose(again, y, atol=1e-6)
+
+
+def test_gain_augmentation_scales_input_and_target_alike():
+  cfg = tiny_config(segment_length=1000, batch_size=2, gain_db=6.0)
+  n = 10_000
+  ramp = np.linspace(0.1, 0.9, n).astype(np.float32)
+  pair = data_lib.Pair(ramp, 2 * ramp)
+  plain = tiny_config(segment_length=1000, batch_size=2)
+  batches = list(train.epoch_batches(cfg, pair, jax.random.PRNGKey(7)))
+  reference = list(train.epoch_batches(plain, pair, jax.random.PRNGKey(7)))
+  ratios = []
+  for (x, t), (x0, _) in zip(batches, reference):
+    np.testing.assert_allclose(t, 2 * x, rtol=1e-6)  # the pair stays exact
+    ratio = x[:, 0, 0] / x0[:, 0, 0]
+    np.testing.assert_allclose(x[:, :, 0] / x0[:, :, 0], ratio[:, None] *
+                               np.ones_like(x0[:, :, 0]), rtol=1e-5)
+    ratios.extend(ratio)
+  db = 20 * np.log10(ratios)
+  assert np.all(np.abs(db) <= 6.0 + 1e-4) and np.ptp(db) > 1.0
