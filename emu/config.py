@@ -60,6 +60,10 @@ class Config:
       0 = off), max_epochs, patience (epochs without a val1 improvement of
       at least min_delta, relative), time_budget_s (0 = none).
     seed: the one source of randomness: data, init and batch order.
+    checkpoint_every_s: write the last/best checkpoints at most this often
+      (seconds; 0 = every epoch) and always when training stops; a crash
+      loses at most this much training, and short epochs are not slowed
+      down by saving.
   Evaluation
     stream_blocks: block sizes (samples) whose streaming speed is measured.
   """
@@ -96,6 +100,7 @@ class Config:
   min_delta: float = 0.0
   time_budget_s: float = 0.0
   seed: int = 0
+  checkpoint_every_s: float = 30.0
 
   stream_blocks: tuple = (1, 64, 512)
 
@@ -108,6 +113,7 @@ class Config:
       if getattr(self, name) <= 0:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
     for name in ("warmup", "tbptt", "patience", "time_budget_s", "gain_db",
+                 "checkpoint_every_s",
                  "train_seconds", "grad_clip", "min_delta"):
       if getattr(self, name) < 0:
         raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

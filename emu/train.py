@@ -497,6 +497,19 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
   samples_per_step = cfg.batch_size * (
       1 if cfg.mode == "window" else cfg.segment_length)
   stop_reason = "max_epochs"
+  saved = {"epoch": epoch, "at": time.perf_counter()}
+
+  def save():
+    """last (and best) as of now; the time it takes counts as training."""
+    start = time.perf_counter()
+    checkpoints.save("last", {"state": state, "best_params": best_params,
+                              "stopper": _stopper_array(stopper),
+                              "epoch": np.int64(epoch),
+                              "elapsed": np.float64(elapsed)})
+    checkpoints.save("best", {"params": to_full(best_params)})
+    saved.update(epoch=epoch, at=time.perf_counter())
+    return saved["at"] - start
+
   while epoch < cfg.max_epochs:
     if stopper.should_stop:
       stop_reason = "early_stopping"
@@ -548,14 +561,12 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
     _log_epoch(row, cfg, elapsed, epoch)
     with open(metrics_path, "a") as f:
       f.write(json.dumps(row) + "\n")
-    checkpoints.save("last", {"state": state, "best_params": best_params,
-                              "stopper": _stopper_array(stopper),
-                              "epoch": np.int64(epoch),
-                              "elapsed": np.float64(elapsed)})
-    if stopper.improved:
-      checkpoints.save("best", {"params": to_full(best_params)})
+    if time.perf_counter() - saved["at"] >= cfg.checkpoint_every_s:
+      elapsed += save()
   else:
     stop_reason = "max_epochs"
+  if stop_reason != "diverged" and saved["epoch"] != epoch:
+    elapsed += save()
   if stopper.should_stop and stop_reason == "max_epochs":
     stop_reason = "early_stopping"
   logging.info("training stopped (%s) after %d epochs, %.1f s; best val1 "

@@ -106,6 +106,8 @@ flags.DEFINE_float("min_delta", _DEFAULT.min_delta,
 flags.DEFINE_float("time_budget_s", _DEFAULT.time_budget_s,
                    "Stop training after this many seconds (0 = none).")
 flags.DEFINE_integer("seed", _DEFAULT.seed, "The one random seed.")
+flags.DEFINE_float("checkpoint_every_s", _DEFAULT.checkpoint_every_s,
+                   "Save checkpoints at most this often (0 = every epoch).")
 # Several hosts (jax.distributed); leave unset on one machine.
 flags.DEFINE_string("coordinator_address", None,
                     "host:port of process 0, to train over several hosts.")
@@ -187,6 +189,7 @@ def config_from_flags() -> config_lib.Config:
       grad_clip=FLAGS.grad_clip, max_epochs=FLAGS.max_epochs,
       patience=FLAGS.patience, min_delta=FLAGS.min_delta,
       time_budget_s=FLAGS.time_budget_s, seed=FLAGS.seed,
+      checkpoint_every_s=FLAGS.checkpoint_every_s,
       stream_blocks=tuple(int(b) for b in FLAGS.stream_blocks))
 
 
