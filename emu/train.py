@@ -32,10 +32,6 @@ from emu import models
 from emu.models import ensemble as ensemble_lib
 
 
-class TrainingError(RuntimeError):
-  """Training cannot go on (diverged, or a workdir conflict)."""
-
-
 class WorkdirConflict(ValueError):
   """The workdir holds a run with a different config."""
 

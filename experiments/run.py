@@ -247,7 +247,7 @@ def main(argv):
     if FLAGS.dry_run:
       return dry_run()
     report = run(FLAGS.workdir, overwrite=FLAGS.overwrite)
-  except (ValueError, FileNotFoundError, train.TrainingError) as e:
+  except (ValueError, FileNotFoundError) as e:
     # Bad input is the user's to fix: the message, not a traceback.
     print(f"error: {e}", file=sys.stderr)
     return 2
