@@ -7,10 +7,24 @@ prints per effect: wall-clock time, train / val ESR, the share of samples
 within 2^-15, and the magnitude-response error against the true filter.
 
   python experiments/ssm_fit_check.py                  # all four effects
-  python experiments/ssm_fit_check.py --effects=hpf440 --state_size=1
+  python experiments/ssm_fit_check.py --effects=hpf440 --state_size=2
 
 Targets (ISSUE): hpf440 ESR <= 1e-6, >= 99% of samples within 2^-15,
 |dB| <= 0.1 over 20 Hz - 20 kHz, < 5 min CPU; the others ESR <= 1e-5.
+
+The defaults are the recipe that met them (2-core CPU shared with other
+jobs, seed 0): state_size 1 (one mode + D is exactly a biquad), Adam at 0.1
+for every parameter decayed exponentially to 1e-4 over 10,000 steps, batches
+of 16 random 8192-sample segments started from zero state with the first
+1024 samples left out of the ESR loss. Every effect reached ESR ~1e-13 to
+1e-14 with all samples within 2^-15 and <= 0.001 dB, in 24-83 s; hpf440
+did so for 9 seeds out of 9. What did not help: a separate pole rate (x0.3
+is slower; a pole rate >= 0.5 collapses |lambda| to 0), a cosine schedule
+with warm-up (one collapse in 3 seeds), whole-signal batches (12x slower
+per step), dropping gamma normalisation (1e-9 instead of 1e-13), and spare
+modes: state_size 2 was exact for seed 0 but reached only 1e-6 to 2e-10
+for seeds 1-2, state_size 4 stalls at 1e-5 to 1e-8 (the modes share the
+work and converge slowly, even over 29,000 steps).
 """
 
 import argparse
@@ -236,17 +250,17 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--effects", default=",".join(EFFECTS))
   parser.add_argument("--state_size", type=int, default=1)
-  parser.add_argument("--steps", type=int, default=2000)
-  parser.add_argument("--lr", type=float, default=1e-2)
+  parser.add_argument("--steps", type=int, default=10000)
+  parser.add_argument("--lr", type=float, default=0.1)
   parser.add_argument("--pole_lr_scale", type=float, default=1.)
   parser.add_argument("--final_lr_fraction", type=float, default=1e-3)
   parser.add_argument("--schedule", choices=("cosine", "exponential"),
-                      default="cosine")
+                      default="exponential")
   parser.add_argument("--loss", choices=("esr", "mse"), default="esr")
-  parser.add_argument("--segment", type=int, default=0,
+  parser.add_argument("--segment", type=int, default=8192,
                       help="segment length (samples); 0 = the whole signal")
   parser.add_argument("--batch", type=int, default=16)
-  parser.add_argument("--warmup", type=int, default=0,
+  parser.add_argument("--warmup", type=int, default=1024,
                       help="leading samples of each segment left out of the loss")
   parser.add_argument("--backend", default="sequential")
   parser.add_argument("--no_normalize", action="store_true")
