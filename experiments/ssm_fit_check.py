@@ -29,7 +29,6 @@ work and converge slowly, even over 29,000 steps).
 
 import argparse
 import json
-import math
 import time
 
 import jax
@@ -38,47 +37,17 @@ import numpy as np
 import optax
 import scipy.signal
 
+from emu import effects
 from emu.models.lru import LRU
 
 SAMPLE_RATE = 44100
 LSB16 = 2.0**-15  # one step of 16-bit audio, full scale 1
 
 
-# --- The effects: RBJ cookbook biquads (b, a), computed here. -------------
-
-
-def _rbj(kind, f0, sample_rate, q=1 / math.sqrt(2), gain_db=0.):
-  """Robert Bristow-Johnson's Audio EQ Cookbook, normalised so a[0] = 1."""
-  w0 = 2 * math.pi * f0 / sample_rate
-  cos_w0, alpha = math.cos(w0), math.sin(w0) / (2 * q)
-  big_a = 10**(gain_db / 40)
-  if kind == "lowpass":
-    b = [(1 - cos_w0) / 2, 1 - cos_w0, (1 - cos_w0) / 2]
-    a = [1 + alpha, -2 * cos_w0, 1 - alpha]
-  elif kind == "peaking":
-    b = [1 + alpha * big_a, -2 * cos_w0, 1 - alpha * big_a]
-    a = [1 + alpha / big_a, -2 * cos_w0, 1 - alpha / big_a]
-  elif kind == "lowshelf":
-    root = 2 * math.sqrt(big_a) * alpha
-    b = [big_a * ((big_a + 1) - (big_a - 1) * cos_w0 + root),
-         2 * big_a * ((big_a - 1) - (big_a + 1) * cos_w0),
-         big_a * ((big_a + 1) - (big_a - 1) * cos_w0 - root)]
-    a = [(big_a + 1) + (big_a - 1) * cos_w0 + root,
-         -2 * ((big_a - 1) + (big_a + 1) * cos_w0),
-         (big_a + 1) + (big_a - 1) * cos_w0 - root]
-  else:
-    raise ValueError(kind)
-  return np.array(b) / a[0], np.array(a) / a[0]
-
-
-EFFECTS = {
-    # 2nd-order Butterworth high-pass, 440 Hz (the thesis's EQ).
-    "hpf440": scipy.signal.butter(2, 440, "highpass", fs=SAMPLE_RATE),
-    "lpf2k": _rbj("lowpass", 2000, SAMPLE_RATE),
-    "peak1k": _rbj("peaking", 1000, SAMPLE_RATE, q=1., gain_db=6.),
-    # Shelf slope S = 1, which is Q = 1/sqrt(2).
-    "lowshelf": _rbj("lowshelf", 200, SAMPLE_RATE, gain_db=6.),
-}
+# --- The effects: the named biquads of emu.effects, as (b, a). ---------
+# Their float64 coefficients; the targets are filtered with scipy in float64.
+EFFECTS = {name: effects.analytic_coefficients(name, SAMPLE_RATE)
+           for name in ("hpf440", "lpf2k", "peak1k", "lowshelf")}
 
 
 # --- Audio. ----------------------------------------------------------------
