@@ -65,6 +65,7 @@ def apply_file(workdir, input_path, output_path, block_size=65536,
 
 
 def main(argv):
+  stream.realtime()  # inline dispatch: blocks are processed one by one
   if len(argv) != 3:
     raise app.UsageError(
         "usage: python -m emu.apply --workdir=DIR input.wav output.wav")

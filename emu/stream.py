@@ -7,11 +7,51 @@ gives the same output as one offline call (tests check it per model).
 
 import functools
 import time
+import warnings
 
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
+
+
+def realtime() -> bool:
+  """Runs this process's JAX CPU computations inline (no async dispatch).
+
+  JAX's CPU client normally hands each computation to a dispatch thread and
+  returns at once, which lets a training loop queue its next step. A
+  real-time audio process waits for every block's output anyway, and the
+  hand-off costs more than the work: LSTM-32, one pinned thread of the
+  2-core CPU, `Streamer.process` per 64-sample block 48.8 us with async
+  dispatch, 33.3 us inline (1-sample blocks 27.8 -> 12.8 us). Call this
+  once, before the first JAX computation of the process (the setting is
+  read when JAX creates its CPU client); experiments/bench.py's inference
+  part and `python -m emu.apply` do.
+
+  Returns:
+    True if dispatch is now inline; False (with a warning) if JAX had
+    already started its backends, so that the call came too late.
+  """
+  global _realtime
+  if _realtime is not None:  # decided by the first call
+    return _realtime
+  jax.config.update("jax_cpu_enable_async_dispatch", False)
+  _realtime = True
+  try:
+    from jax._src import xla_bridge  # pylint: disable=import-outside-toplevel
+    started = xla_bridge.backends_are_initialized()
+  except (ImportError, AttributeError):  # a jax without this private helper
+    return True
+  if started:
+    warnings.warn(
+        "emu.stream.realtime() called after JAX created its CPU client: "
+        "dispatch stays asynchronous. Call it before the first JAX "
+        "computation (e.g. right after the imports).", stacklevel=2)
+    _realtime = False
+  return _realtime
+
+
+_realtime = None
 
 
 # Parameters up to this many numbers are baked into the streaming step as
@@ -33,12 +73,14 @@ class Streamer:
 
   Each call is one jitted step (compiled once per block shape) whose fixed
   cost is mostly JAX's dispatch, so the step is cut to the fewest arguments:
-  the block as a numpy array, and the state flattened to one array that is
-  donated (updated in place). Small models' parameters are constants of the
-  step. Measured on one thread of a loaded 2-core CPU, LSTM-32, per call:
-  params as an argument and a (h, c) state 31.5 us at 1-sample blocks, 52 us
-  at 64; closed over, flat and donated 25 us and 47 us (see
-  benchmarks/README.md).
+  the block as a numpy array (reshaped inside the step), and the state
+  flattened to one array that is donated (updated in place). Small models'
+  parameters are constants of the step. Measured on one thread of a loaded
+  2-core CPU, LSTM-32, per call: params as an argument and a (h, c) state
+  31.5 us at 1-sample blocks, 52 us at 64; closed over, flat and donated 25
+  us and 47 us (see benchmarks/README.md). A real-time process should also
+  call `realtime()` first (inline dispatch): 64-sample blocks 48.8 -> 33.3
+  us on a quiet machine.
   """
 
   def __init__(self, model, params):
@@ -54,8 +96,11 @@ class Streamer:
     unravel = self._unravel
 
     def step(params, x, flat_state):
+      # x: [time] (audio only) or [time, channels]; the reshapes are free
+      # inside the step and save host-side numpy calls per block.
+      x = x.reshape(1, x.shape[0], -1)
       y, state = model.apply(params, x, unravel(flat_state))
-      return y, jax.flatten_util.ravel_pytree(state)[0]
+      return y.reshape(-1), jax.flatten_util.ravel_pytree(state)[0]
 
     if constant:
       jitted = jax.jit(functools.partial(step, params), donate_argnums=1)
@@ -81,13 +126,15 @@ class Streamer:
   def process(self, block, knobs=None) -> np.ndarray:
     """block: [time] float32 -> output [time] float32 (numpy)."""
     # numpy, not jnp: every jnp op on the host side is one more dispatch.
-    x = np.asarray(block, np.float32).reshape(1, -1, 1)
+    x = np.asarray(block, np.float32)
+    if x.ndim != 1:
+      x = x.reshape(-1)
     if knobs is not None:
       knobs = np.broadcast_to(np.asarray(knobs, np.float32),
-                              (1, x.shape[1], len(knobs)))
-      x = np.concatenate([x, knobs], axis=-1)
+                              (x.shape[0], len(knobs)))
+      x = np.concatenate([x.reshape(-1, 1), knobs], axis=-1)
     y, self._flat_state = self._step(x, self._flat_state)
-    return np.asarray(y).reshape(-1)
+    return np.asarray(y)
 
 
 def measure(model, params, block_size: int, sample_rate: int = 44100,

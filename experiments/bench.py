@@ -15,7 +15,9 @@ WaveNet of NAM FEATHER's size, a small thesis CNN, and `lru` when
    compute) of one call on 10 s of 44.1 kHz audio, one stream, one thread.
 3. streaming: `emu.stream.measure` (the `Streamer`'s own compiled step, state
    carried, numpy in and out as an audio callback has it) at 1, 16, 64 and
-   256-sample blocks: real-time factor and compute time per block, one thread.
+   256-sample blocks: real-time factor and compute time per block, one thread,
+   with JAX's CPU dispatch inline (`emu.stream.realtime()`, as a real-time
+   process should run; parts 2 and 5 run in the same child).
 4. with --quality: seconds of training until val1 ESR first falls below
    1e-3, 1e-4, 6e-5 (NAM LSTM-32 after 10 minutes) and 2e-5, read from
    metrics.jsonl (elapsed_s) of `experiments/run.py --flagfile=
@@ -389,6 +391,11 @@ def main():
   if args.part:  # a child: one part, JSON to --part_out
     if args.pin:
       pin_to_one_core()  # before jax starts its threads
+    if args.part == "infer":
+      # Inline dispatch, as a real-time process runs (emu.stream.realtime);
+      # before the first JAX computation of this child.
+      from emu import stream  # pylint: disable=import-outside-toplevel
+      stream.realtime()
     specs = {n: available[n] for n in args.models}
     if "lru" in specs:
       try:
@@ -406,6 +413,7 @@ def main():
              "rtneural_rtf": RTNEURAL_RTF}
   print("inference, one thread, pinned ...", file=sys.stderr)
   results["infer"] = run_child("infer", args, ONE_THREAD, pin=True)
+  results["infer_dispatch"] = "inline (emu.stream.realtime)"
   print("training, all threads, one device ...", file=sys.stderr)
   results["train"] = run_child("train", args, None, pin=False)
   lstm = "lstm32"
