@@ -144,6 +144,61 @@ def make_train_step(model, tx, loss_fn: Callable, cfg: config_lib.Config):
   return train_step
 
 
+class _MembersAsChannels:
+  """An Ensemble seen as one model whose output channels are its members
+  (y [B, T, E]), so `seq2seq_predict`'s warm-up and TBPTT apply unchanged."""
+
+  def __init__(self, ensemble):
+    self.ensemble = ensemble
+
+  def initial_state(self, batch):
+    return self.ensemble.initial_state(batch)
+
+  def apply(self, params, x, state):
+    ys, state = self.ensemble.apply(params, x, state,
+                                    method="member_outputs")
+    return jnp.moveaxis(ys[..., 0], 0, -1), state
+
+
+def make_ensemble_train_step(ensemble, tx, loss_fn: Callable,
+                             cfg: config_lib.Config):
+  """`make_train_step` for E members in one program (seq2seq mode).
+
+  The state is E members' TrainStates stacked on a leading axis (params as
+  the member model has them, `ensemble_params` wraps them). The Ensemble
+  runs every member at once (one scan when `ensemble.native`, flax's vmap
+  otherwise); each member is scored on its own and the
+  scores summed, so each member's gradient is that of its own loss; the
+  optimizer (clipping included) runs per member. The result equals E runs
+  of `make_train_step` on the same batch (tests/test_ensemble.py), at a
+  fraction of the cost of vmapping that step (benchmarks/README.md).
+  metrics: as make_train_step's, each with a leading axis E.
+  """
+  outputs = _MembersAsChannels(ensemble)
+
+  def predict_and_score(member_params, batch):
+    x, t = batch
+    y = seq2seq_predict(outputs, ensemble_params(member_params), x,
+                        cfg.warmup, cfg.tbptt)  # [B, L, E]
+    ys = jnp.moveaxis(y, -1, 0)[..., None]
+    loss, parts = jax.vmap(loss_fn, in_axes=(0, None))(ys,
+                                                      t[:, cfg.warmup:])
+    return jnp.sum(loss), (loss, parts)
+
+  def train_step(state: TrainState, batch):
+    (_, (loss, parts)), grads = jax.value_and_grad(
+        predict_and_score, has_aux=True)(state.params, batch)
+    updates, opt_state = jax.vmap(tx.update)(grads, state.opt_state,
+                                             state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(parts, loss=loss,
+                   grad_norm=jax.vmap(optax.tree.norm)(grads))
+    return state.replace(params=params, opt_state=opt_state,
+                         step=state.step + 1), metrics
+
+  return train_step
+
+
 # ------------------------------------------------------ data parallelism
 
 
@@ -458,11 +513,14 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
     to_full = lambda params: params  # pylint: disable=unnecessary-lambda-assignment
     predict = make_predict(full_model)
   else:
-    # E members from E keys in one vmapped step: independent runs that
-    # share the batches.
+    # E members from E keys in one step: independent runs that share the
+    # batches.
     state = jax.vmap(lambda k: create_train_state(model, tx, k, example))(
         jax.random.split(key, cfg.ensemble))
-    step = jax.vmap(step, in_axes=(0, None))
+    if cfg.mode == "seq2seq" and full_model.native:  # one scan, E members
+      step = make_ensemble_train_step(full_model, tx, loss_fn, cfg)
+    else:
+      step = jax.vmap(step, in_axes=(0, None))
     to_full = ensemble_params
     predict = make_predict(full_model, method="member_outputs")
   train_step = jax.jit(step, donate_argnums=0)

@@ -3,6 +3,7 @@
   python experiments/bench.py --out=benchmarks/cpu.json            # ~5 min
   python experiments/bench.py --quality --out=benchmarks/cpu.json  # + ~5 min
   python experiments/bench.py --tiny                               # CI, ~30 s
+  python experiments/bench.py --ensemble_only                      # part 7, ~1 min
 
 Prints a table and writes JSON. For each model (LSTM 24 and 32, GRU 32, a
 WaveNet of NAM FEATHER's size, a small thesis CNN, and `lru` when
@@ -26,6 +27,14 @@ WaveNet of NAM FEATHER's size, a small thesis CNN, and `lru` when
    if the per-sample time stays flat).
 6. training samples/s of LSTM-32 with 1 and with 2 devices (2 forced CPU
    devices, XLA_FLAGS=--xla_force_host_platform_device_count=2).
+7. ensembles (`--ensemble`, default 4 members of LSTM-32, the lstm.flags
+   recipe): milliseconds per train step of one member, of E members in one
+   step (`emu.train.make_ensemble_train_step`, what `--ensemble=E` runs), of
+   the same E members by `jax.vmap` of the one-member step (the way before
+   it), and of E separate runs (E x one member); wall and CPU time (CPU time
+   is steadier on a shared machine), the variants interleaved in every
+   repeat. Also offline and 64-sample streaming real-time factors of the
+   ensemble against one member. All threads, like part 1.
 
 How threads are pinned: each part runs in a child process of this script.
 The one-thread parts (2, 3, 5) start with XLA_FLAGS=
@@ -228,6 +237,87 @@ def part_infer(args, specs):
   return out
 
 
+def part_ensemble(args, specs):
+  """ms per train step: one member, E in one step, E vmapped; inference."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from emu import losses, stream, train  # pylint: disable=import-outside-toplevel
+  name = "lstm32"
+  family, kwargs = specs[name]
+  size = args.ensemble
+  cfg = recipe(args.flagfile).replace(model=family, model_kwargs=kwargs,
+                                      ensemble=size)
+  if args.tiny:
+    cfg = cfg.replace(segment_length=512, warmup=64, batch_size=4, tbptt=0)
+  member = train.build_model(cfg.replace(ensemble=1))
+  full = train.build_model(cfg)
+  tx = train.make_optimizer(cfg, steps_per_epoch=100)
+  loss_fn = losses.combined(cfg.loss)
+  example = jnp.zeros((1, 256, 1), jnp.float32)
+  keys = jax.random.split(jax.random.PRNGKey(0), size)
+
+  def stacked_state():
+    return jax.vmap(
+        lambda k: train.create_train_state(member, tx, k, example))(keys)
+
+  one_step = train.make_train_step(member, tx, loss_fn, cfg)
+  variants = {
+      "one_member": (one_step,
+                     lambda: train.create_train_state(member, tx, keys[0],
+                                                      example)),
+      "ensemble": (train.make_ensemble_train_step(full, tx, loss_fn, cfg),
+                   stacked_state),
+      "vmapped": (jax.vmap(one_step, in_axes=(0, None)), stacked_state),
+  }
+  rng = np.random.default_rng(0)
+  shape = (cfg.batch_size, cfg.segment_length, 1)
+  batch = tuple(jnp.asarray(rng.uniform(-0.5, 0.5, shape), jnp.float32)
+                for _ in range(2))
+  compiled, states, compile_s = {}, {}, {}
+  for key, (step, init) in variants.items():
+    start = time.perf_counter()
+    compiled[key] = jax.jit(step, donate_argnums=0).lower(
+        init(), batch).compile()
+    compile_s[key] = time.perf_counter() - start
+    states[key], metrics = compiled[key](init(), batch)
+    jax.block_until_ready(metrics)
+  steps = 2 if args.tiny else args.train_steps
+  wall = {k: float("inf") for k in variants}
+  cpu = dict(wall)
+  for _ in range(args.repeats):
+    for key in variants:  # interleaved: the load changes between repeats
+      start, start_cpu = time.perf_counter(), time.process_time()
+      for _ in range(steps):
+        states[key], metrics = compiled[key](states[key], batch)
+      jax.block_until_ready(metrics)
+      wall[key] = min(wall[key], (time.perf_counter() - start) / steps)
+      cpu[key] = min(cpu[key], (time.process_time() - start_cpu) / steps)
+  out = {"model": name, "members": size, "batch_size": cfg.batch_size,
+         "segment_length": cfg.segment_length, "compile_s": compile_s,
+         "train_ms": {k: v * 1e3 for k, v in wall.items()},
+         "train_cpu_ms": {k: v * 1e3 for k, v in cpu.items()}}
+  for times in (out["train_ms"], out["train_cpu_ms"]):
+    times["separate"] = size * times["one_member"]
+  out["ensemble_over_one"] = wall["ensemble"] / wall["one_member"]
+  out["ensemble_over_one_cpu"] = cpu["ensemble"] / cpu["one_member"]
+  params = {"member": (member, states["one_member"].params),
+            "ensemble": (full, train.ensemble_params(
+                states["ensemble"].params))}
+  out["offline_rtf"], out["stream64_rtf"] = {}, {}
+  for key, (model, p) in params.items():
+    out["offline_rtf"][key] = max(
+        stream.offline_rtf(model, p, seconds=0.05 if args.tiny else 10.0,
+                           repeats=1)["rtf"] for _ in range(args.repeats))
+    out["stream64_rtf"][key] = max(
+        stream.measure(model, p, 64, seconds=0.05 if args.tiny else 2.0,
+                       max_blocks=50 if args.tiny else 2000)["rtf"]
+        for _ in range(args.repeats))
+  print(f"  ensemble of {size}: {out['ensemble_over_one']:.2f}x one member "
+        f"per train step", file=sys.stderr)
+  return out
+
+
 def run_child(part, args, env_flags, pin):
   """Runs this script for one part in a fresh process; returns its JSON."""
   env = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -240,7 +330,7 @@ def run_child(part, args, env_flags, pin):
   argv = [sys.executable, os.path.abspath(__file__), f"--part={part}",
           f"--part_out={path}", f"--flagfile={args.flagfile}",
           f"--repeats={args.repeats}", f"--train_steps={args.train_steps}",
-          f"--models={','.join(args.models)}"]
+          f"--models={','.join(args.models)}", f"--ensemble={args.ensemble}"]
   if args.tiny:
     argv.append("--tiny")
   if pin:
@@ -293,6 +383,23 @@ def fmt(value, spec):
   return "-" if value is None else format(value, spec)
 
 
+def ensemble_line(ens):
+  ms, cpu = ens["train_ms"], ens["train_cpu_ms"]
+  size = ens["members"]
+  return (
+      f"Ensemble of {size} {ens['model']}, ms per train step (wall / CPU): "
+      f"one member {ms['one_member']:.1f} / {cpu['one_member']:.1f}; "
+      f"{size} in one step {ms['ensemble']:.1f} / {cpu['ensemble']:.1f} "
+      f"({ens['ensemble_over_one']:.2f}x / "
+      f"{ens['ensemble_over_one_cpu']:.2f}x one member); {size} vmapped "
+      f"{ms['vmapped']:.1f} / {cpu['vmapped']:.1f}; {size} separate runs "
+      f"{ms['separate']:.1f} / {cpu['separate']:.1f}. Offline RTF "
+      f"{ens['offline_rtf']['ensemble']:.1f} (one member "
+      f"{ens['offline_rtf']['member']:.1f}), 64-sample streaming RTF "
+      f"{ens['stream64_rtf']['ensemble']:.1f} (one member "
+      f"{ens['stream64_rtf']['member']:.1f})")
+
+
 def table(results):
   blocks = [r["block_size"] for r in
             next(iter(results["infer"].values()))["streaming"]]
@@ -321,6 +428,8 @@ def table(results):
     lines.append("Training LSTM-32, samples/s by device count: " + ", ".join(
         f"{k}: {v['train_sps'] / 1e3:.0f}k"
         for k, v in results["devices"].items()))
+  if "ensemble" in results:
+    lines.append(ensemble_line(results["ensemble"]))
   if "train_1thread" in results:
     lines.append("Training LSTM-32 on one thread: " + ", ".join(
         f"{v['train_sps'] / 1e3:.0f}k samples/s"
@@ -373,6 +482,10 @@ def main():
                       help="timed runs per number; the best is kept")
   parser.add_argument("--train_steps", type=int, default=10,
                       help="train steps per timed run")
+  parser.add_argument("--ensemble", type=int, default=4,
+                      help="members for the ensemble part (LSTM-32)")
+  parser.add_argument("--ensemble_only", action="store_true",
+                      help="run only the ensemble part (about a minute)")
   parser.add_argument("--part", help=argparse.SUPPRESS)
   parser.add_argument("--part_out", help=argparse.SUPPRESS)
   parser.add_argument("--pin", action="store_true", help=argparse.SUPPRESS)
@@ -403,7 +516,8 @@ def main():
       except Exception as e:  # pylint: disable=broad-except
         print(f"  lru skipped: {type(e).__name__}: {e}", file=sys.stderr)
         del specs["lru"]
-    part = {"train": part_train, "infer": part_infer}[args.part.split(":")[0]]
+    part = {"train": part_train, "infer": part_infer,
+            "ensemble": part_ensemble}[args.part.split(":")[0]]
     with open(args.part_out, "w") as f:
       json.dump(part(args, specs), f)
     return 0
@@ -411,6 +525,16 @@ def main():
   results = {"machine": machine(), "flagfile": args.flagfile,
              "command": " ".join(sys.argv), "nam": NAM,
              "rtneural_rtf": RTNEURAL_RTF}
+  if args.ensemble_only:
+    sub = argparse.Namespace(**{**vars(args), "models": ["lstm32"]})
+    results["ensemble"] = run_child("ensemble", sub, None, pin=False)
+    results["machine"]["load_after"] = os.getloadavg()
+    print(ensemble_line(results["ensemble"]))
+    if args.out:
+      os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+      with open(args.out, "w") as f:
+        json.dump(results, f, indent=1)
+    return 0
   print("inference, one thread, pinned ...", file=sys.stderr)
   results["infer"] = run_child("infer", args, ONE_THREAD, pin=True)
   results["infer_dispatch"] = "inline (emu.stream.realtime)"
@@ -425,6 +549,9 @@ def main():
     results["devices"] = {
         "1": results["train"][lstm],
         "2": run_child("train", sub, TWO_DEVICES, pin=False)[lstm]}
+    print(f"ensemble of {args.ensemble} LSTM-32, all threads ...",
+          file=sys.stderr)
+    results["ensemble"] = run_child("ensemble", sub, None, pin=False)
   if args.quality and not args.tiny:
     results["quality"] = {}
     for name in args.quality_models.split(","):

@@ -3,16 +3,20 @@
   model = Ensemble(member="lstm", member_kwargs=(("hidden_size", 32),), size=4)
 
 Parameters and state carry a leading member axis [E, ...]; one jitted call
-runs every member (`flax.linen.vmap`), so E members cost one program, not E.
-Training scores each member on its own (`member_outputs`), so the members
-learn as E independent runs from different initialisations; the ensemble's
-output is their mean. The model contract holds: causal, stateful,
-streaming-exact when the members are.
+runs every member, so E members cost one program, not E. One-layer LSTM
+members run in one scan whose cell carries the member axis itself
+(`emu.models.recurrent.lstm_members`; `native` is True); other families
+through `flax.linen.vmap`. Training scores each member on its own
+(`member_outputs`), so the members learn as E independent runs from
+different initialisations; the ensemble's output is their mean. The model
+contract holds: causal, stateful, streaming-exact when the members are.
 """
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
+
+from emu.models import recurrent
 
 
 class Ensemble(nn.Module):
@@ -43,6 +47,15 @@ class Ensemble(nn.Module):
     self.members = stacked(**dict(self.member_kwargs))
 
   @property
+  def native(self):
+    """True when the members run in one scan of their own (one-layer LSTM),
+    not through vmap. A train step of E = 4 LSTM-32 members cost 2.7x one
+    member's on the project's 2-core CPU, vmapped 7.9x (benchmarks/README.md).
+    """
+    member = self._member()
+    return isinstance(member, recurrent.LSTM) and member.num_layers == 1
+
+  @property
   def receptive_field(self):
     return self._member().receptive_field
 
@@ -56,7 +69,10 @@ class Ensemble(nn.Module):
     """Every member's output: x [B, T, C] -> ([E, B, T, 1], state)."""
     if state is None:
       state = self.initial_state(x.shape[0])
-    return self.members(x, state)
+    if self.native and not self.is_initializing():
+      return recurrent.lstm_members(
+          self._member(), self.variables["params"]["members"], x, state)
+    return self.members(x, state)  # (and at init: creates the parameters)
 
   def __call__(self, x, state=None):
     """The ensemble: the members' mean output [B, T, 1], and the state."""
