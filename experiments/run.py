@@ -70,8 +70,17 @@ flags.DEFINE_bool("gated", None, "Gated tanh*sigmoid activations (wavenet).")
 flags.DEFINE_integer("filters", None, "Filters of the first group "
                      "(thesis_cnn).")
 flags.DEFINE_integer("groups", None, "Conv groups (thesis_cnn).")
-flags.DEFINE_integer("state_size", None, "Complex modes per layer (lru).")
-flags.DEFINE_integer("features", None, "Hidden width between layers (lru).")
+flags.DEFINE_integer("state_size", None, "Complex modes (lru) or SVF "
+                     "sections (svf) per layer.")
+flags.DEFINE_integer("features", None,
+                     "Hidden width between layers (lru, svf).")
+flags.DEFINE_integer("knob_hidden", None, "Knob channels set the filters "
+                     "through an MLP this wide; 0 = knobs are inputs (lru, "
+                     "svf).")
+flags.DEFINE_list("knob_sweep_hz", None, "LOW,HIGH: start each filter's "
+                  "cutoff at LOW (knob 0) to HIGH (knob 1), log (lru, svf).")
+flags.DEFINE_enum("backend", None, ["associative", "sequential"],
+                  "Recurrence backend for long calls (lru, svf).")
 
 # Training.
 flags.DEFINE_enum("mode", _DEFAULT.mode, config_lib.MODES,
@@ -124,6 +133,8 @@ _MODEL_FLAGS = {
     "forget_bias": None, "channels": None, "kernel_size": None,
     "dilations": lambda v: tuple(int(d) for d in v), "gated": None,
     "filters": None, "groups": None, "state_size": None, "features": None,
+    "knob_hidden": None, "backend": None,
+    "knob_sweep_hz": lambda v: tuple(float(f) for f in v),
 }
 
 

@@ -25,6 +25,7 @@ _REGISTRY = {
     "thesis_cnn": ("emu.models.thesis_cnn", "ThesisCNN"),
     "wavenet": ("emu.models.wavenet", "WaveNet"),
     "lru": ("emu.models.lru", "LRU"),
+    "svf": ("emu.models.svf", "SVF"),
 }
 
 
