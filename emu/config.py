@@ -39,8 +39,9 @@ class Config:
   Model
     model: registered name (`emu.models.names()`).
     model_kwargs: hyperparameters passed to `emu.models.create`.
-    ensemble: E > 1 trains E members from different seeds in one vmapped
-      step; the model is their mean (`emu.models.ensemble.Ensemble`).
+    ensemble: E > 1 trains E members from different seeds in one jitted
+      step (one-layer LSTMs in one scan, other families vmapped); the model
+      is their mean (`emu.models.ensemble.Ensemble`).
   Training
     mode: 'seq2seq' (truncated BPTT over segments) or 'window' (the thesis:
       the `window` samples up to t -> the target at t).

@@ -530,10 +530,7 @@ def main():
     results["ensemble"] = run_child("ensemble", sub, None, pin=False)
     results["machine"]["load_after"] = os.getloadavg()
     print(ensemble_line(results["ensemble"]))
-    if args.out:
-      os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-      with open(args.out, "w") as f:
-        json.dump(results, f, indent=1)
+    write_json(args.out, results)
     return 0
   print("inference, one thread, pinned ...", file=sys.stderr)
   results["infer"] = run_child("infer", args, ONE_THREAD, pin=True)
@@ -559,11 +556,16 @@ def main():
       results["quality"][name] = quality(args, name)
   results["machine"]["load_after"] = os.getloadavg()
   print(table(results))
-  if args.out:
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-      json.dump(results, f, indent=1)
+  write_json(args.out, results)
   return 0
+
+
+def write_json(path, results):
+  """results -> path (no-op when no --out was given)."""
+  if path:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+      json.dump(results, f, indent=1)
 
 
 if __name__ == "__main__":

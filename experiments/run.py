@@ -56,7 +56,7 @@ flags.DEFINE_bool("compensate_latency", False,
 
 # Model.
 flags.DEFINE_enum("model", _DEFAULT.model, models.names(), "Model family.")
-flags.DEFINE_integer("ensemble", 1, "Members trained together (vmapped); "
+flags.DEFINE_integer("ensemble", 1, "Members trained together in one step; "
                      "the model is their mean.")
 flags.DEFINE_integer("hidden_size", None, "Recurrent units (lstm, gru).")
 flags.DEFINE_integer("num_layers", None, "Stacked layers (lstm, gru, lru).")

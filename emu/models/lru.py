@@ -130,16 +130,9 @@ class LRULayer(nn.Module):
       # Re(h @ C) without forming the complex product's imaginary part.
       y = h.real @ c.real - h.imag @ c.imag + u @ d
       return y, h_last
-    linear_init = nn.initializers.zeros
-    if sweep:
-      def linear_init(key, shape, dtype=jnp.float32):
-        del key
-        return jnp.zeros(shape, dtype).at[0, :2 * n].set(
-            math.log(sweep[1] / sweep[0]))
-    film = KnobFiLM(film_size(d_in, n, d_out), self.knob_hidden,
-                    linear_init=linear_init, name="film")(knobs)
-    lam, b, c, d = layer_coefficients(params, self.normalize,
-                                      split_film(film, d_in, n, d_out))
+    film = KnobFiLM(film_layout(d_in, n, d_out), self.knob_hidden,
+                    linear_init=sweep_init(sweep, 2 * n), name="film")(knobs)
+    lam, b, c, d = layer_coefficients(params, self.normalize, film)
     bu = jnp.einsum("btd,btdn->btn", u.astype(jnp.complex64), b)
     h, h_last = scan.linear_recurrence(lam, bu, h0, backend, unroll)
     y = (jnp.einsum("btn,btno->bto", h.real, c.real)
@@ -165,8 +158,8 @@ def layer_coefficients(params, normalize=True, film=None):
   Args:
     params: the layer's parameters (nu_log, theta_log, B_re, ...).
     normalize: include gamma = sqrt(1 - |lambda|^2) in B.
-    film: None, or the knob MLP's offsets split by `split_film`, each with
-      leading dimensions [...] (e.g. [batch, time]).
+    film: None, or the knob MLP's offsets (`KnobFiLM` of `film_layout`),
+      each with leading dimensions [...] (e.g. [batch, time]).
 
   Returns (lambda [N] complex64, B [d_in, N] complex64 including gamma,
   C [N, d_out] complex64, D [d_in, d_out] float32), each with the leading
@@ -194,23 +187,25 @@ def layer_coefficients(params, normalize=True, film=None):
   return lam, b, c, d
 
 
-def film_size(d_in, n, d_out):
-  """Outputs of a layer's knob MLP: see `split_film`."""
-  return 4 * n + 2 * n * d_out + d_in * d_out
+def film_layout(d_in, n, d_out):
+  """The offsets a layer's knob MLP gives, as KnobFiLM's `layout`."""
+  return (("nu_log", (n,)), ("theta_log", (n,)), ("B_rho", (n,)),
+          ("B_phi", (n,)), ("C_rho", (n, d_out)), ("C_phi", (n, d_out)),
+          ("D", (d_in, d_out)))
 
 
-def split_film(film, d_in, n, d_out):
-  """[..., film_size] -> {nu_log, theta_log, B_rho, B_phi: [..., N],
-  C_rho, C_phi: [..., N, d_out], D: [..., d_in, d_out]}."""
-  lead = film.shape[:-1]
-  sizes = {"nu_log": (n,), "theta_log": (n,), "B_rho": (n,), "B_phi": (n,),
-           "C_rho": (n, d_out), "C_phi": (n, d_out), "D": (d_in, d_out)}
-  out, start = {}, 0
-  for name, shape in sizes.items():
-    size = math.prod(shape)
-    out[name] = film[..., start:start + size].reshape(lead + shape)
-    start += size
-  return out
+def sweep_init(sweep, rows):
+  """KnobFiLM's linear kernel init: zeros, or with `sweep` = (low, high)
+  the first knob adding log(high / low) to the first `rows` offsets (the
+  log-frequencies), so that the knob sweeps them from low to high."""
+  if not sweep:
+    return nn.initializers.zeros
+
+  def init(key, shape, dtype=jnp.float32):
+    del key
+    return jnp.zeros(shape, dtype).at[0, :rows].set(
+        math.log(sweep[1] / sweep[0]))
+  return init
 
 
 def check_sweep(sweep):
@@ -221,7 +216,8 @@ def check_sweep(sweep):
 
 
 class KnobFiLM(nn.Module):
-  """knobs [..., K] in [0, 1] -> offsets [..., features], zero at init.
+  """knobs [..., K] in [0, 1] -> {name: offsets [..., *shape]} for each
+  (name, shape) of `layout`, all zero at init.
 
   offsets = W_lin k + W_out tanh(W_hid (2k - 1) + b_hid) / hidden: a
   linear path (a log-taper frequency knob moves log-frequencies linearly)
@@ -233,21 +229,80 @@ class KnobFiLM(nn.Module):
   moving an offset by `hidden` times as much as it moves the layer's own
   parameters; at 16 units without it, a rate of 0.03 never settled.
   """
-  features: int
+  layout: tuple
   hidden: int = 16
   linear_init: Callable = nn.initializers.zeros
 
   @nn.compact
   def __call__(self, knobs):
     zeros = nn.initializers.zeros
-    out = nn.Dense(self.features, use_bias=False,
+    features = sum(math.prod(shape) for _, shape in self.layout)
+    out = nn.Dense(features, use_bias=False,
                    kernel_init=self.linear_init, name="linear")(knobs)
     if self.hidden:
       z = nn.Dense(self.hidden, bias_init=nn.initializers.normal(1.),
                    name="hidden")(2. * knobs - 1.)
-      out = out + nn.Dense(self.features, use_bias=False, kernel_init=zeros,
+      out = out + nn.Dense(features, use_bias=False, kernel_init=zeros,
                            name="out")(jnp.tanh(z) / self.hidden)
-    return out
+    offsets, start = {}, 0
+    for name, shape in self.layout:
+      size = math.prod(shape)
+      offsets[name] = out[..., start:start + size].reshape(
+          out.shape[:-1] + shape)
+      start += size
+    return offsets
+
+  @classmethod
+  def at(cls, layer_params, layout, hidden, knobs):
+    """The offsets of a trained layer's MLP (`layer_params['film']`) at
+    knob values `knobs` [K] (for frequency responses)."""
+    return cls(layout, hidden, parent=None).apply(
+        {"params": layer_params["film"]}, jnp.asarray(knobs, jnp.float32))
+
+
+def conditioned_layer(layer_params, knobs):
+  """Whether a one-layer model's parameters have a knob MLP; raises
+  ValueError unless `knobs` is given exactly when they do."""
+  conditioned = "film" in layer_params
+  if conditioned != (knobs is not None):
+    raise ValueError("knobs are needed by, and only by, a conditioned "
+                     "model (one trained with knob_hidden > 0 on knobs)")
+  return conditioned
+
+
+def run_stack(module, x, state, make_layer):
+  """The stack both LRU and SVF are: checks, then layer_0 on the audio (the
+  knobs set the filters) or on every channel (knobs as signals), gelu +
+  Dense mixing with a residual between layers, the optional input skip.
+
+  module: the LRU or SVF being called (its num_layers, features, skip,
+  knob_hidden, knob_sweep_hz, backends, unroll, initial_state);
+  make_layer(index, out_features) -> the layer module.
+  Returns (y [batch, time, 1], new state).
+  """
+  if module.num_layers < 1:
+    raise ValueError(f"num_layers must be >= 1, got {module.num_layers}")
+  if module.knob_hidden < 0:
+    raise ValueError(f"knob_hidden must be >= 0, got {module.knob_hidden}")
+  check_sweep(module.knob_sweep_hz)
+  if state is None:
+    state = module.initial_state(x.shape[0])
+  backend = (module.stream_backend if x.shape[1] <= module.stream_max_len
+             else module.backend)
+  knobs = x[..., 1:] if module.knob_hidden and x.shape[-1] > 1 else None
+  run = lambda i, width, u: make_layer(i, width)(
+      u, state[i], backend, module.unroll, knobs)
+  last = module.num_layers - 1
+  z, h = run(0, 1 if last == 0 else module.features,
+             x if knobs is None else x[..., :1])
+  new_state = [h]
+  for i in range(1, module.num_layers):
+    z = z + nn.Dense(module.features, name=f"mix_{i}")(nn.gelu(z))
+    z, h = run(i, 1 if i == last else module.features, z)
+    new_state.append(h)
+  if module.skip:
+    z = z + x[..., :1]
+  return z, tuple(new_state)
 
 
 def _normal(stddev):
@@ -325,31 +380,7 @@ class LRU(nn.Module):
   @nn.compact
   def __call__(self, x, state=None):
     """x: [batch, time, channels] -> (y [batch, time, 1], new state)."""
-    if self.num_layers < 1:
-      raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
-    if self.knob_hidden < 0:
-      raise ValueError(f"knob_hidden must be >= 0, got {self.knob_hidden}")
-    check_sweep(self.knob_sweep_hz)
-    if state is None:
-      state = self.initial_state(x.shape[0])
-    backend = (self.stream_backend if x.shape[1] <= self.stream_max_len
-               else self.backend)
-    knobs = None
-    if self.knob_hidden and x.shape[-1] > 1:
-      knobs = x[..., 1:]
-    run = lambda i, width, u: self._layer(i, width)(
-        u, state[i], backend, self.unroll, knobs)
-    last = self.num_layers - 1
-    z, h = run(0, 1 if last == 0 else self.features,
-               x if knobs is None else x[..., :1])
-    new_state = [h]
-    for i in range(1, self.num_layers):
-      z = z + nn.Dense(self.features, name=f"mix_{i}")(nn.gelu(z))
-      z, h = run(i, 1 if i == last else self.features, z)
-      new_state.append(h)
-    if self.skip:
-      z = z + x[..., :1]
-    return z, tuple(new_state)
+    return run_stack(self, x, state, self._layer)
 
   def frequency_response(self, params, freqs_hz, sample_rate=None,
                          channel=0, knobs=None):
@@ -370,21 +401,13 @@ class LRU(nn.Module):
       raise ValueError("frequency_response needs a linear model "
                        f"(num_layers == 1), got num_layers={self.num_layers}")
     params = params.get("params", params)["layer_0"]
-    conditioned = "film" in params
-    if conditioned != (knobs is not None):
-      raise ValueError("knobs are needed by, and only by, a conditioned "
-                       "model (one trained with knob_hidden > 0 on knobs)")
     film = None
-    if conditioned:
+    if conditioned_layer(params, knobs):
       if channel != 0:
         raise ValueError("a conditioned model's knobs are not signals; "
                          "only channel 0 has a response")
-      d_in, n = params["B_re"].shape
-      d_out = params["C_re"].shape[1]
-      offsets = KnobFiLM(film_size(d_in, n, d_out), self.knob_hidden,
-                         parent=None).apply(
-          {"params": params["film"]}, jnp.asarray(knobs, jnp.float32))
-      film = split_film(offsets, d_in, n, d_out)
+      layout = film_layout(*params["B_re"].shape, params["C_re"].shape[1])
+      film = KnobFiLM.at(params, layout, self.knob_hidden, knobs)
     lam, b, c, d = (np.asarray(v).astype(np.complex128)
                     for v in layer_coefficients(params, self.normalize, film))
     sample_rate = self.sample_rate if sample_rate is None else sample_rate

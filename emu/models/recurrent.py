@@ -214,8 +214,13 @@ def _lstm_step(params, carry, x_t):
   """
   w_ih, w_hh, bias = params
   h, c = carry
-  gates = x_t @ w_ih + bias + h @ w_hh
-  scale, offset = _lstm_gate_affine(h.shape[-1])
+  return _lstm_update(x_t @ w_ih + bias + h @ w_hh, c)
+
+
+def _lstm_update(gates, c):
+  """Pre-activation gates [..., 4H] and c -> h, c, act, tanh(c) (see
+  `_lstm_step`; one tanh over all 4H gates, module docstring)."""
+  scale, offset = _lstm_gate_affine(c.shape[-1])
   act = jnp.tanh(gates * scale) * scale + offset
   i, f, g, o = jnp.split(act, 4, axis=-1)
   c = f * c + i * g
@@ -404,12 +409,7 @@ def _members_step(layer, carry, x_t):
   h, c = carry
   gates = (jnp.einsum("bi,eig->ebg", x_t, w_ih) + bias[:, None]
            + jnp.einsum("ebh,ehg->ebg", h, w_hh))
-  scale, offset = _lstm_gate_affine(h.shape[-1])
-  act = jnp.tanh(gates * scale) * scale + offset
-  i, f, g, o = jnp.split(act, 4, axis=-1)
-  c = f * c + i * g
-  tanh_c = jnp.tanh(c)
-  return o * tanh_c, c, act, tanh_c
+  return _lstm_update(gates, c)
 
 
 def _members_head(h, w_out, b_out):

@@ -46,29 +46,16 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
+from emu.models import lru
 from emu.models.lru import KnobFiLM
-from emu.models.lru import check_sweep
 
 BACKENDS = ("associative", "sequential")
 
 
-def film_size(d_in, n, d_out):
-  """Outputs of a layer's knob MLP: see `split_film`."""
-  return 3 * n + 2 * n * d_out + d_in * d_out
-
-
-def split_film(film, d_in, n, d_out):
-  """[..., film_size] -> {g_log, damping_log, B_rho: [..., N],
-  M: [..., 2, N, d_out], D: [..., d_in, d_out]}."""
-  lead = film.shape[:-1]
-  sizes = {"g_log": (n,), "damping_log": (n,), "B_rho": (n,),
-           "M": (2, n, d_out), "D": (d_in, d_out)}
-  out, start = {}, 0
-  for name, shape in sizes.items():
-    size = math.prod(shape)
-    out[name] = film[..., start:start + size].reshape(lead + shape)
-    start += size
-  return out
+def film_layout(d_in, n, d_out):
+  """The offsets a layer's knob MLP gives, as KnobFiLM's `layout`."""
+  return (("g_log", (n,)), ("damping_log", (n,)), ("B_rho", (n,)),
+          ("M", (2, n, d_out)), ("D", (d_in, d_out)))
 
 
 def section_coefficients(params, film=None):
@@ -177,16 +164,8 @@ class SVFLayer(nn.Module):
     }
     film = None
     if knobs is not None:
-      linear_init = nn.initializers.zeros
-      if sweep:
-        def linear_init(key, shape, dtype=jnp.float32):
-          del key
-          return jnp.zeros(shape, dtype).at[0, :n].set(
-              math.log(sweep[1] / sweep[0]))
-      film = split_film(
-          KnobFiLM(film_size(d_in, n, d_out), self.knob_hidden,
-                   linear_init=linear_init, name="film")(knobs),
-          d_in, n, d_out)
+      film = KnobFiLM(film_layout(d_in, n, d_out), self.knob_hidden,
+                      linear_init=lru.sweep_init(sweep, n), name="film")(knobs)
     g, k, b, m, d = section_coefficients(params, film)
     a, q = transition(g, k)
     if knobs is None:
@@ -268,36 +247,14 @@ class SVF(nn.Module):
   @nn.compact
   def __call__(self, x, state=None):
     """x: [batch, time, channels] -> (y [batch, time, 1], new state)."""
-    if self.num_layers < 1:
-      raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
-    if self.knob_hidden < 0:
-      raise ValueError(f"knob_hidden must be >= 0, got {self.knob_hidden}")
-    check_sweep(self.knob_sweep_hz)
-    if state is None:
-      state = self.initial_state(x.shape[0])
-    backend = (self.stream_backend if x.shape[1] <= self.stream_max_len
-               else self.backend)
-    knobs = x[..., 1:] if self.knob_hidden and x.shape[-1] > 1 else None
-    last = self.num_layers - 1
+    return lru.run_stack(self, x, state, self._layer)
 
-    def run(i, width, u):
-      layer = SVFLayer(
-          out_features=width, sections=self.state_size,
-          f_min_hz=self.f_min_hz, f_max_hz=self.f_max_hz,
-          sample_rate=self.sample_rate, knob_hidden=self.knob_hidden,
-          knob_sweep_hz=tuple(self.knob_sweep_hz), name=f"layer_{i}")
-      return layer(u, state[i], backend, self.unroll, knobs)
-
-    z, s = run(0, 1 if last == 0 else self.features,
-               x if knobs is None else x[..., :1])
-    new_state = [s]
-    for i in range(1, self.num_layers):
-      z = z + nn.Dense(self.features, name=f"mix_{i}")(nn.gelu(z))
-      z, s = run(i, 1 if i == last else self.features, z)
-      new_state.append(s)
-    if self.skip:
-      z = z + x[..., :1]
-    return z, tuple(new_state)
+  def _layer(self, index, out_features):
+    return SVFLayer(
+        out_features=out_features, sections=self.state_size,
+        f_min_hz=self.f_min_hz, f_max_hz=self.f_max_hz,
+        sample_rate=self.sample_rate, knob_hidden=self.knob_hidden,
+        knob_sweep_hz=tuple(self.knob_sweep_hz), name=f"layer_{index}")
 
   def frequency_response(self, params, freqs_hz, sample_rate=None,
                          knobs=None):
@@ -317,19 +274,10 @@ class SVF(nn.Module):
       raise ValueError("frequency_response needs a linear model "
                        f"(num_layers == 1), got num_layers={self.num_layers}")
     params = params.get("params", params)["layer_0"]
-    conditioned = "film" in params
-    if conditioned != (knobs is not None):
-      raise ValueError("knobs are needed by, and only by, a conditioned "
-                       "model (one trained with knob_hidden > 0 on knobs)")
-    d_in, n = params["B"].shape
-    d_out = params["D"].shape[1]
     film = None
-    if conditioned:
-      film = split_film(
-          KnobFiLM(film_size(d_in, n, d_out), self.knob_hidden,
-                   parent=None).apply({"params": params["film"]},
-                                      jnp.asarray(knobs, jnp.float32)),
-          d_in, n, d_out)
+    if lru.conditioned_layer(params, knobs):
+      layout = film_layout(*params["B"].shape, params["D"].shape[1])
+      film = KnobFiLM.at(params, layout, self.knob_hidden, knobs)
     g, k, b, m, d = (np.asarray(v, np.float64)
                      for v in section_coefficients(params, film))
     a, q = (np.asarray(v, np.float64) for v in transition(g, k))
