@@ -71,16 +71,19 @@ class Streamer:
   Knob values (conditioning channels) may change between blocks: pass
   `knobs` [channels - 1] to `process`.
 
-  Each call is one jitted step (compiled once per block shape) whose fixed
-  cost is mostly JAX's dispatch, so the step is cut to the fewest arguments:
-  the block as a numpy array (reshaped inside the step), and the state
-  flattened to one array that is donated (updated in place). Small models'
-  parameters are constants of the step. Measured on one thread of a loaded
-  2-core CPU, LSTM-32, per call: params as an argument and a (h, c) state
-  31.5 us at 1-sample blocks, 52 us at 64; closed over, flat and donated 25
-  us and 47 us (see benchmarks/README.md). A real-time process should also
-  call `realtime()` first (inline dispatch): 64-sample blocks 48.8 -> 33.3
-  us on a quiet machine.
+  Each call is one jitted step (compiled once per block size) around
+  `model.apply(params, x, state)`; its fixed cost is mostly JAX's dispatch,
+  so the step takes one argument. The carried state lives on the host, in
+  one reused numpy buffer laid out `[block, knobs, flat state]`: a call
+  writes the block into the head, runs the step on the whole buffer (the
+  step slices, unravels and broadcasts inside), and copies the new flat
+  state from the step's one output `[y, flat state]` back into the tail.
+  Small models' parameters are constants of the step. Measured on one
+  pinned thread of the quiet 2-core CPU, LSTM-32, 64-sample blocks, inline
+  dispatch (`realtime()`): this host buffer 29.0 us per block, the earlier
+  device-side state donated to the step 31.4 us (benchmarks/README.md).
+  With async dispatch the buffer is copied before each call, since the step
+  may still read it when the next block is written.
   """
 
   def __init__(self, model, params):
@@ -88,40 +91,67 @@ class Streamer:
     self.params = params
     flat, self._unravel = jax.flatten_util.ravel_pytree(
         model.initial_state(1))
-    # Shape and dtype (complex for a complex state, e.g. lru): a zero state
-    # of another dtype would compile the step a second time.
-    self._flat_zeros = (flat.shape, flat.dtype)
-    constant = sum(p.size for p in jax.tree.leaves(params)) <= (
+    if flat.dtype not in (jnp.float32, jnp.complex64):
+      raise ValueError(
+          f"Streamer carries float32 or complex64 states; this model's "
+          f"flattened state is {flat.dtype}. Cast the model's state to "
+          "float32 (or complex64) in its initial_state and apply.")
+    self._complex = flat.dtype == jnp.complex64
+    # The state as float32 numbers (a complex state interleaved re, im).
+    self._state_size = flat.size * (2 if self._complex else 1)
+    self._constant = sum(p.size for p in jax.tree.leaves(params)) <= (
         _CONSTANT_PARAMS_MAX)
-    unravel = self._unravel
+    self._steps = {}  # (block size, knobs) -> jitted step
+    self._key = self._step = None  # the current layout's
+    self._head = 0  # block + knob numbers in front of the state
+    self._buf = np.zeros(self._state_size, np.float32)
+    self._copy = not _inline_cpu()
 
-    def step(params, x, flat_state):
-      # x: [time] (audio only) or [time, channels]; the reshapes are free
-      # inside the step and save host-side numpy calls per block.
-      x = x.reshape(1, x.shape[0], -1)
-      y, state = model.apply(params, x, unravel(flat_state))
-      return y.reshape(-1), jax.flatten_util.ravel_pytree(state)[0]
+  def _make_step(self, size, n_knobs):
+    model, unravel, head = self.model, self._unravel, size + n_knobs
+    is_complex = self._complex
 
-    if constant:
-      jitted = jax.jit(functools.partial(step, params), donate_argnums=1)
-      self._step = jitted
-    else:
-      jitted = jax.jit(step, donate_argnums=2)
-      self._step = functools.partial(jitted, params)
-    self.reset()
+    def step(params, z):
+      x = z[:size].reshape(1, size, 1)
+      if n_knobs:
+        knobs = jnp.broadcast_to(z[size:head], (1, size, n_knobs))
+        x = jnp.concatenate([x, knobs], axis=-1)
+      flat = z[head:]
+      if is_complex:
+        flat = jax.lax.complex(flat[0::2], flat[1::2])
+      y, state = model.apply(params, x, unravel(flat))
+      flat = jax.flatten_util.ravel_pytree(state)[0]
+      if is_complex:
+        flat = jnp.stack([flat.real, flat.imag], axis=-1).reshape(-1)
+      return jnp.concatenate([y.reshape(-1), flat.astype(jnp.float32)])
+
+    if self._constant:
+      return jax.jit(functools.partial(step, self.params))
+    return functools.partial(jax.jit(step), self.params)
 
   def reset(self):
     """Back to the initial state (silence before the first block)."""
-    self._flat_state = jnp.zeros(*self._flat_zeros)
+    self._buf[self._head:] = 0
 
   @property
   def state(self):
     """The carried state, in the model's own pytree form."""
-    return self._unravel(self._flat_state)
+    flat = jnp.asarray(self._buf[self._head:])
+    if self._complex:
+      flat = jax.lax.complex(flat[0::2], flat[1::2])
+    return self._unravel(flat)
 
   @state.setter
   def state(self, value):
-    self._flat_state = jax.flatten_util.ravel_pytree(value)[0]
+    flat = np.asarray(jax.flatten_util.ravel_pytree(value)[0])
+    if self._complex:
+      flat = np.stack([flat.real, flat.imag], axis=-1).reshape(-1)
+    if flat.size != self._state_size:
+      raise ValueError(
+          f"state has {flat.size} numbers once flattened; this model "
+          f"carries {self._state_size} (use model.initial_state(1)'s "
+          "structure, batch 1).")
+    self._buf[self._head:] = flat
 
   def process(self, block, knobs=None) -> np.ndarray:
     """block: [time] float32 -> output [time] float32 (numpy)."""
@@ -129,12 +159,36 @@ class Streamer:
     x = np.asarray(block, np.float32)
     if x.ndim != 1:
       x = x.reshape(-1)
-    if knobs is not None:
-      knobs = np.broadcast_to(np.asarray(knobs, np.float32),
-                              (x.shape[0], len(knobs)))
-      x = np.concatenate([x.reshape(-1, 1), knobs], axis=-1)
-    y, self._flat_state = self._step(x, self._flat_state)
-    return np.asarray(y)
+    size = x.shape[0]
+    n_knobs = 0 if knobs is None else len(knobs)
+    if (size, n_knobs) != self._key:  # a new block size: a new buffer
+      self._set_layout(size, n_knobs)
+    buf = self._buf
+    buf[:size] = x
+    if n_knobs:
+      buf[size:self._head] = knobs
+    out = np.asarray(self._step(buf.copy() if self._copy else buf))
+    buf[self._head:] = out[size:]
+    return out[:size]
+
+  def _set_layout(self, size, n_knobs):
+    key = (size, n_knobs)
+    if key not in self._steps:
+      self._steps[key] = self._make_step(size, n_knobs)
+    head = size + n_knobs
+    if head != self._head:
+      buf = np.empty(head + self._state_size, np.float32)
+      buf[head:] = self._buf[self._head:]
+      self._buf, self._head = buf, head
+    self._key, self._step = key, self._steps[key]
+
+
+def _inline_cpu() -> bool:
+  """Whether JAX runs on the CPU with inline dispatch (`realtime()`), so a
+  step has finished reading its input when its output is ready."""
+  if _realtime is False or jax.default_backend() != "cpu":
+    return False
+  return not jax.config.read("jax_cpu_enable_async_dispatch")
 
 
 def measure(model, params, block_size: int, sample_rate: int = 44100,

@@ -40,6 +40,45 @@ def test_knob_turned_between_blocks_matches_offline(name, hparams):
   assert np.abs(model.apply(params, fixed, None)[0] - offline).max() > 1e-4
 
 
+@pytest.mark.parametrize("name, hparams", [
+    ("lstm", {"hidden_size": 4}),
+    ("lru", {"state_size": 4, "features": 3}),  # a complex state
+])
+def test_state_handed_over_continues_the_offline_run(name, hparams):
+  # Given a model run offline over 80 samples, and its state after 50,
+  model = models.create(name, **hparams)
+  x = jnp.asarray(np.random.default_rng(2).uniform(-0.5, 0.5, (1, 80, 1)),
+                  jnp.float32)
+  params = model.init(jax.random.PRNGKey(0), x)
+  offline, _ = model.apply(params, x, None)
+  _, mid_state = model.apply(params, x[:, :50], None)
+  # when a streamer is given that state (after a block of other audio),
+  streamer = stream.Streamer(model, params)
+  streamer.process(np.ones(16, np.float32))
+  streamer.state = mid_state
+  # then it reads it back unchanged and continues the offline output.
+  for got, want in zip(jax.tree.leaves(streamer.state),
+                       jax.tree.leaves(mid_state)):
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  tail = np.concatenate([streamer.process(np.asarray(x[0, a:b, 0]))
+                         for a, b in ((50, 66), (66, 80))])
+  np.testing.assert_allclose(tail, np.asarray(offline).ravel()[50:],
+                             atol=1e-6)
+  # and reset() is silence again: the first block as from a fresh streamer.
+  streamer.reset()
+  np.testing.assert_array_equal(
+      streamer.process(np.asarray(x[0, :16, 0])),
+      stream.Streamer(model, params).process(np.asarray(x[0, :16, 0])))
+
+
+def test_state_of_the_wrong_size_is_refused():
+  model = models.create("lstm", hidden_size=4)
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 1)))
+  streamer = stream.Streamer(model, params)
+  with pytest.raises(ValueError, match="initial_state"):
+    streamer.state = models.create("lstm", hidden_size=5).initial_state(1)
+
+
 def test_measure_reports_real_time_factor():
   model = models.create("lstm", hidden_size=4)
   params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 1)))
@@ -63,7 +102,17 @@ x = np.random.default_rng(0).uniform(-0.5, 0.5, (1, 96, 1)).astype(np.float32)
 params = model.init(jax.random.PRNGKey(0), jnp.asarray(x))
 offline = np.asarray(model.apply(params, jnp.asarray(x), None)[0]).ravel()
 s = stream.Streamer(model, params)
+assert s._copy is False                   # the host buffer is reused as is
 streamed = np.concatenate([s.process(x[0, i:i + 32, 0]) for i in (0, 32, 64)])
+np.testing.assert_allclose(streamed, offline, atol=1e-6)
+# With a knob turned between blocks of changing size, inline as well.
+knob = np.repeat(np.float32([0.1, 0.7, 0.4]), [40, 16, 40])
+xk = np.stack([x[0, :, 0], knob], axis=-1)[None]
+params = model.init(jax.random.PRNGKey(1), jnp.asarray(xk))
+offline = np.asarray(model.apply(params, jnp.asarray(xk), None)[0]).ravel()
+s = stream.Streamer(model, params)
+streamed = np.concatenate([s.process(x[0, a:b, 0], knobs=[knob[a]])
+                           for a, b in ((0, 40), (40, 56), (56, 96))])
 np.testing.assert_allclose(streamed, offline, atol=1e-6)
 assert stream.realtime() is True          # later calls repeat the answer
 print("ok")
@@ -93,3 +142,26 @@ def test_realtime_dispatch(child):
                           env=dict(os.environ, JAX_PLATFORMS="cpu"))
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.strip().endswith("ok")
+
+
+@pytest.mark.parametrize("time_steps", [1, 64, 4097])
+def test_lstm_one_stream_path_equals_the_batched_path(time_steps):
+  # Given an LSTM and one stream: up to 4096 samples it takes the one-stream
+  # loop (vectors, gate scale folded into the weights, head after the loop),
+  # longer the batched loop;
+  model = models.create("lstm", hidden_size=8)
+  rng = np.random.default_rng(time_steps)
+  x = jnp.asarray(rng.uniform(-0.5, 0.5, (1, time_steps, 2)), jnp.float32)
+  params = model.init(jax.random.PRNGKey(0), x)
+  state = jax.tree.map(
+      lambda s: jnp.asarray(rng.normal(0, 0.3, s.shape), s.dtype),
+      model.initial_state(1))
+  one, one_state = model.apply(params, x, state)
+  # when the same stream runs as row 0 of a batch of two (the batched loop),
+  other = jnp.asarray(rng.uniform(-0.5, 0.5, x.shape), jnp.float32)
+  two_state = jax.tree.map(lambda s: jnp.concatenate([s, s]), state)
+  two, two_state = model.apply(params, jnp.concatenate([x, other]), two_state)
+  # then output and state agree to float rounding.
+  np.testing.assert_allclose(one[0], two[0], atol=2e-6)
+  for a, b in zip(jax.tree.leaves(one_state), jax.tree.leaves(two_state)):
+    np.testing.assert_allclose(a[0], b[0], atol=2e-6)

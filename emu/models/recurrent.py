@@ -7,7 +7,8 @@ Speed is the point of this module. On CPU a time step costs little arithmetic
 (H = 32: one [batch, 32] x [32, 128] matmul) and a fixed overhead per XLA
 kernel, so the step is written to compile into few kernels:
 
-- one `lax.scan` over time runs the whole stack and the output head, so the
+- one `lax.scan` over time runs the whole stack and the output head (batched
+  path; one short stream: `_lstm_forward_one`), so the
   loop stores y_t ([batch, 1]) rather than h_t, and there is one loop per
   call rather than one per layer;
 - the input projection x_t @ w_ih + b is computed inside the step. With one or
@@ -20,9 +21,10 @@ kernel, so the step is written to compile into few kernels:
   took ~790 ns, with one ~300 ns (one CPU thread, H = 32).
 
 Measured on one thread of a shared 2-core CPU (jax 0.10.2), LSTM H = 32: 10 s
-of 44.1 kHz audio in one call runs ~75x faster than real time; 64-sample
-blocks ~37x (~41x with params closed over and the state donated in jit; the
-fixed cost per call is ~15 us); 128-sample blocks ~50x. `unroll` > 1 made
+of 44.1 kHz audio in one call runs ~78x faster than real time. One stream
+in short blocks (streaming) takes `_lstm_forward_one`, which stores h_t and
+applies the head after the loop: 64-sample blocks through
+`emu.stream.Streamer` ~50x (benchmarks/README.md). `unroll` > 1 made
 every case slower on XLA:CPU (a larger loop body is scheduled differently),
 so keep it 1 on CPU.
 
@@ -228,14 +230,51 @@ def _lstm_update(gates, c):
   return o * tanh_c, c, act, tanh_c
 
 
+# One stream (batch 1) and blocks up to this many samples take
+# `_lstm_forward_one`: the streaming path.
+_ONE_STREAM_MAX_TIME = 4096
+
+
 def _lstm_forward(unroll, layer, w_out, b_out, x, h0, c0):
   """y [time, batch, 1], h, c: the scan stores only y (see module doc)."""
+  if x.shape[1] == 1 and x.shape[0] <= _ONE_STREAM_MAX_TIME:
+    y, h, c = _lstm_forward_one(unroll, layer, w_out, b_out, x[:, 0],
+                                h0[0], c0[0])
+    return y[:, None], h[None], c[None]
+
   def step(carry, x_t):
     h, c, _, _ = _lstm_step(layer, carry, x_t)
     return (h, c), h @ w_out + b_out
 
   (h, c), y = jax.lax.scan(step, (h0, c0), x, unroll=unroll)
   return y, h, c
+
+
+def _lstm_forward_one(unroll, layer, w_out, b_out, x, h0, c0):
+  """`_lstm_forward` for one stream: x [time, in], h0, c0 [H] -> y [time, 1].
+
+  The form of a streaming block (batch 1, short), in the fewest kernels per
+  step: vectors rather than [1, H] rows (a [1, H] row is transposed for the
+  matmul, one more kernel per step), the gate scale of `_lstm_update` folded
+  into the weights (once per call, or at compile time when the weights are
+  constants, as in `emu.stream.Streamer`), and the head applied to all h_t
+  after the loop (a [time, H] array, small for a block). LSTM-32, 64-sample
+  blocks, one pinned thread, inline dispatch: 30.3 -> 27.8 us per call.
+  """
+  w_ih, w_hh, bias = layer
+  scale, offset = _lstm_gate_affine(h0.shape[-1])
+  w_ih, w_hh, bias = w_ih * scale, w_hh * scale, bias * scale
+
+  def step(carry, x_t):
+    h, c = carry
+    act = jnp.tanh(x_t @ w_ih + bias + h @ w_hh) * scale + offset
+    i, f, g, o = jnp.split(act, 4, axis=-1)
+    c = f * c + i * g
+    h = o * jnp.tanh(c)
+    return (h, c), h
+
+  (h, c), hs = jax.lax.scan(step, (h0, c0), x, unroll=unroll)
+  return hs @ w_out + b_out, h, c
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
