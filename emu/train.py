@@ -213,14 +213,23 @@ def replicate(tree, mesh):
       tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
 
-def shard_batch(batch, mesh):
-  """Splits host arrays along axis 0 over the mesh's 'data' axis.
+def shard_members(tree, mesh):
+  """Splits every array of `tree` along its leading (member) axis over the
+  mesh's 'data' axis: an ensemble's stacked TrainStates, members apart."""
+  return jax.device_put(
+      tree, jax.sharding.NamedSharding(mesh,
+                                       jax.sharding.PartitionSpec("data")))
+
+
+def shard_batch(batch, mesh, split=True):
+  """Splits host arrays along axis 0 over the mesh's 'data' axis (or, with
+  split=False, puts the whole batch on every device).
 
   Every process holds the whole (deterministic) batch and contributes the
   rows of its own devices, so the same code runs on one host or several.
   """
-  sharding = jax.sharding.NamedSharding(mesh,
-                                        jax.sharding.PartitionSpec("data"))
+  sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec("data" if split else None))
 
   def put(array):
     return jax.make_array_from_callback(array.shape, sharding,
@@ -378,6 +387,9 @@ class FitResult:
   train_seconds: float
   epochs: int
   best_epoch: int
+  # How the devices shared the work: "data" (batch split, or one device),
+  # "members" (an ensemble's members split over the devices).
+  parallel: str = "data"
 
 
 def _orbax_record(record) -> bool:
@@ -502,7 +514,17 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
   example = jnp.zeros((1, min(cfg.segment_length, 256), channels),
                       jnp.float32)
   mesh = data_mesh()
-  if cfg.batch_size % mesh.size:
+  # An ensemble whose members split evenly over the devices runs members
+  # apart (each device trains E / devices members on the whole batch): its
+  # work per sample is E times one member's, and splitting the batch
+  # instead was 2.4x slower (benchmarks/README.md). Otherwise the batch is
+  # split and everything else replicated.
+  split_members = (cfg.ensemble > 1 and mesh.size > 1
+                   and cfg.ensemble % mesh.size == 0)
+  if split_members:
+    logging.info("ensemble of %d: %d member(s) on each of %d devices",
+                 cfg.ensemble, cfg.ensemble // mesh.size, mesh.size)
+  elif cfg.batch_size % mesh.size:
     raise ValueError(
         f"batch_size {cfg.batch_size} does not split over {mesh.size} "
         f"devices; use a multiple of {mesh.size}")
@@ -577,9 +599,13 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
     start = time.perf_counter()
     epoch_key, state = _next_epoch_key(state, cfg.ensemble)
     step_metrics = []
-    state = replicate(state, mesh)
+    if split_members:
+      state = shard_members(state, mesh)
+    else:
+      state = replicate(state, mesh)
     for batch in epoch_batches(cfg, dataset.train, epoch_key):
-      state, metrics = train_step(state, shard_batch(batch, mesh))
+      state, metrics = train_step(
+          state, shard_batch(batch, mesh, split=not split_members))
       step_metrics.append(metrics)
     # One host transfer per epoch.
     step_metrics = jax.device_get(step_metrics)
@@ -630,7 +656,8 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
                    dataset=dataset,
                    history=history, stop_reason=stop_reason,
                    train_seconds=elapsed, epochs=epoch,
-                   best_epoch=stopper.best_epoch)
+                   best_epoch=stopper.best_epoch,
+                   parallel="members" if split_members else "data")
 
 
 def _stopper_array(stopper):

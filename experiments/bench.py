@@ -34,7 +34,10 @@ WaveNet of NAM FEATHER's size, a small thesis CNN, and `lru` when
    it), and of E separate runs (E x one member); wall and CPU time (CPU time
    is steadier on a shared machine), the variants interleaved in every
    repeat. Also offline and 64-sample streaming real-time factors of the
-   ensemble against one member. All threads, like part 1.
+   ensemble against one member. All threads, like part 1. Then, in a child
+   with 2 forced CPU devices: one member on 1 device and on 2 (the batch
+   split), E members on 1 device and split over 2 (what `train.fit` does
+   when the device count divides E).
 
 How threads are pinned: each part runs in a child process of this script.
 The one-thread parts (2, 3, 5) start with XLA_FLAGS=
@@ -318,6 +321,86 @@ def part_ensemble(args, specs):
   return out
 
 
+def part_ensemble_devices(args, specs):
+  """ms per train step on 1 and on 2 devices (a child with 2 forced CPU
+  devices): one member (2 devices: the batch split), E members (2 devices:
+  the members split, as `train.fit` runs an ensemble whose size the device
+  count divides)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from emu import losses, train  # pylint: disable=import-outside-toplevel
+  family, kwargs = specs["lstm32"]
+  size = args.ensemble
+  cfg = recipe(args.flagfile).replace(model=family, model_kwargs=kwargs,
+                                      ensemble=size)
+  if args.tiny:
+    cfg = cfg.replace(segment_length=512, warmup=64, batch_size=4, tbptt=0)
+  member = train.build_model(cfg.replace(ensemble=1))
+  full = train.build_model(cfg)
+  tx = train.make_optimizer(cfg, steps_per_epoch=100)
+  loss_fn = losses.combined(cfg.loss)
+  example = jnp.zeros((1, 256, 1), jnp.float32)
+  keys = jax.random.split(jax.random.PRNGKey(0), size)
+  one_step = train.make_train_step(member, tx, loss_fn, cfg)
+  ens_step = train.make_ensemble_train_step(full, tx, loss_fn, cfg)
+
+  def one_init():
+    return train.create_train_state(member, tx, keys[0], example)
+
+  def ens_init():
+    return jax.vmap(
+        lambda k: train.create_train_state(member, tx, k, example))(keys)
+
+  rng = np.random.default_rng(0)
+  shape = (cfg.batch_size, cfg.segment_length, 1)
+  batch = tuple(rng.uniform(-0.5, 0.5, shape).astype(np.float32)
+                for _ in range(2))
+  devices = jax.devices()
+  if len(devices) < 2:
+    raise RuntimeError("part ensemble_devices needs 2 devices")
+  variants = {  # name: (step, init, devices, members split)
+      "one_member_1dev": (one_step, one_init, 1, False),
+      "one_member_2dev": (one_step, one_init, 2, False),
+      "ensemble_1dev": (ens_step, ens_init, 1, False),
+      "ensemble_2dev_members_split": (ens_step, ens_init, 2, True),
+  }
+  running = {}
+  for key, (step, init, n, split_members) in variants.items():
+    mesh = train.data_mesh(devices[:n])
+    if split_members:
+      state = train.shard_members(init(), mesh)
+    else:
+      state = train.replicate(init(), mesh)
+    placed = train.shard_batch(batch, mesh, split=not split_members)
+    fn = jax.jit(step, donate_argnums=0)
+    state, metrics = fn(state, placed)
+    jax.block_until_ready(metrics)
+    running[key] = [fn, state, placed]
+  steps = 2 if args.tiny else args.train_steps
+  wall = {k: float("inf") for k in variants}
+  for _ in range(args.repeats):
+    for key, item in running.items():  # interleaved
+      fn, state, placed = item
+      start = time.perf_counter()
+      for _ in range(steps):
+        state, metrics = fn(state, placed)
+      jax.block_until_ready(metrics)
+      item[1] = state
+      wall[key] = min(wall[key], (time.perf_counter() - start) / steps)
+  out = {"model": "lstm32", "members": size,
+         "train_ms": {k: v * 1e3 for k, v in wall.items()}}
+  ms = out["train_ms"]
+  out["split_over_one_1dev"] = (ms["ensemble_2dev_members_split"]
+                                / ms["one_member_1dev"])
+  out["split_over_one_2dev"] = (ms["ensemble_2dev_members_split"]
+                                / ms["one_member_2dev"])
+  print(f"  ensemble of {size}, members split over 2 devices: "
+        f"{out['split_over_one_1dev']:.2f}x one member on 1 device, "
+        f"{out['split_over_one_2dev']:.2f}x one member on 2", file=sys.stderr)
+  return out
+
+
 def run_child(part, args, env_flags, pin):
   """Runs this script for one part in a fresh process; returns its JSON."""
   env = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -400,6 +483,20 @@ def ensemble_line(ens):
       f"{ens['stream64_rtf']['member']:.1f})")
 
 
+def ensemble_devices_line(ens):
+  ms = ens["train_ms"]
+  size = ens["members"]
+  return (
+      f"Ensemble of {size} {ens['model']} on 2 forced CPU devices, ms per "
+      f"train step (wall): one member on 1 device "
+      f"{ms['one_member_1dev']:.1f}, on 2 (batch split) "
+      f"{ms['one_member_2dev']:.1f}; {size} members on 1 device "
+      f"{ms['ensemble_1dev']:.1f}, split over 2 devices "
+      f"{ms['ensemble_2dev_members_split']:.1f} "
+      f"({ens['split_over_one_1dev']:.2f}x one member on 1 device, "
+      f"{ens['split_over_one_2dev']:.2f}x one member on 2)")
+
+
 def table(results):
   blocks = [r["block_size"] for r in
             next(iter(results["infer"].values()))["streaming"]]
@@ -430,6 +527,8 @@ def table(results):
         for k, v in results["devices"].items()))
   if "ensemble" in results:
     lines.append(ensemble_line(results["ensemble"]))
+  if "ensemble_devices" in results:
+    lines.append(ensemble_devices_line(results["ensemble_devices"]))
   if "train_1thread" in results:
     lines.append("Training LSTM-32 on one thread: " + ", ".join(
         f"{v['train_sps'] / 1e3:.0f}k samples/s"
@@ -517,7 +616,8 @@ def main():
         print(f"  lru skipped: {type(e).__name__}: {e}", file=sys.stderr)
         del specs["lru"]
     part = {"train": part_train, "infer": part_infer,
-            "ensemble": part_ensemble}[args.part.split(":")[0]]
+            "ensemble": part_ensemble,
+            "ensemble_devices": part_ensemble_devices}[args.part.split(":")[0]]
     with open(args.part_out, "w") as f:
       json.dump(part(args, specs), f)
     return 0
@@ -528,8 +628,11 @@ def main():
   if args.ensemble_only:
     sub = argparse.Namespace(**{**vars(args), "models": ["lstm32"]})
     results["ensemble"] = run_child("ensemble", sub, None, pin=False)
+    results["ensemble_devices"] = run_child("ensemble_devices", sub,
+                                            TWO_DEVICES, pin=False)
     results["machine"]["load_after"] = os.getloadavg()
     print(ensemble_line(results["ensemble"]))
+    print(ensemble_devices_line(results["ensemble_devices"]))
     write_json(args.out, results)
     return 0
   print("inference, one thread, pinned ...", file=sys.stderr)
@@ -549,6 +652,8 @@ def main():
     print(f"ensemble of {args.ensemble} LSTM-32, all threads ...",
           file=sys.stderr)
     results["ensemble"] = run_child("ensemble", sub, None, pin=False)
+    results["ensemble_devices"] = run_child("ensemble_devices", sub,
+                                            TWO_DEVICES, pin=False)
   if args.quality and not args.tiny:
     results["quality"] = {}
     for name in args.quality_models.split(","):

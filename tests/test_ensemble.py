@@ -205,3 +205,12 @@ def test_given_tiny_sizes_when_the_ensemble_bench_runs_then_it_writes_its_part(
     assert times["separate"] == pytest.approx(2 * times["one_member"])
   assert ens["offline_rtf"]["ensemble"] > 0
   assert ens["stream64_rtf"]["ensemble"] > 0
+  # and the 2-device part: both placements of one member and of the
+  # ensemble, with the ratios the closing note quotes.
+  dev = json.loads(out.read_text())["ensemble_devices"]
+  ms = dev["train_ms"]
+  assert set(ms) == {"one_member_1dev", "one_member_2dev", "ensemble_1dev",
+                     "ensemble_2dev_members_split"}
+  assert dev["split_over_one_1dev"] == pytest.approx(
+      ms["ensemble_2dev_members_split"] / ms["one_member_1dev"])
+  assert "split over 2 devices" in result.stdout

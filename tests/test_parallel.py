@@ -1,4 +1,5 @@
-"""Data-parallel training over 2 forced CPU devices equals one device."""
+"""Training over 2 forced CPU devices equals one device: data-parallel (the
+batch split) and, for an ensemble, members split over the devices."""
 
 import json
 import os
@@ -15,19 +16,25 @@ sys.path.insert(0, {root!r})
 sys.path.insert(0, {tests!r})
 from emu import train
 from test_train import tiny_config, tiny_dataset
-result = train.fit(tiny_config(max_epochs=2, batch_size=4), sys.argv[1],
-                   dataset=tiny_dataset())
-print(json.dumps({{"devices": jax.device_count(),
+ensemble = int(sys.argv[2])
+result = train.fit(tiny_config(max_epochs=2, batch_size=4, ensemble=ensemble),
+                   sys.argv[1], dataset=tiny_dataset())
+members = [r.get("val1_esr_members") for r in result.history]
+leaves = jax.tree.leaves(result.params)
+print(json.dumps({{"devices": jax.device_count(), "parallel": result.parallel,
                   "loss": [r["train_loss"] for r in result.history],
-                  "val": [r["val1_esr"] for r in result.history]}}))
+                  "val": [r["val1_esr"] for r in result.history],
+                  "members": members,
+                  "param_sum": float(sum(abs(x).sum() for x in leaves))}}))
 """
 
 
-def fit_on(devices, workdir):
+def fit_on(devices, workdir, ensemble=1):
   env = dict(os.environ, JAX_PLATFORMS="cpu",
              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
   script = SCRIPT.format(root=ROOT, tests=os.path.join(ROOT, "tests"))
-  result = subprocess.run([sys.executable, "-c", script, str(workdir)],
+  result = subprocess.run([sys.executable, "-c", script, str(workdir),
+                           str(ensemble)],
                           capture_output=True, text=True, timeout=300,
                           env=env)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -40,3 +47,21 @@ def test_two_devices_give_the_single_device_loss_curve(tmp_path):
   assert one["devices"] == 1 and two["devices"] == 2
   np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-4)
   np.testing.assert_allclose(two["val"], one["val"], rtol=1e-4)
+
+
+def test_ensemble_with_members_split_over_two_devices_equals_one_device(
+    tmp_path):
+  # Given an ensemble of 2 (one member per device when there are two),
+  one = fit_on(1, tmp_path / "one", ensemble=2)
+  two = fit_on(2, tmp_path / "two", ensemble=2)
+  assert one["devices"] == 1 and two["devices"] == 2
+  # when two devices split the members,
+  assert two["parallel"] == "members" and one["parallel"] == "data"
+  # then every member's curve and the final parameters match one device.
+  np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-4)
+  np.testing.assert_allclose(two["members"], one["members"], rtol=1e-4)
+  np.testing.assert_allclose(two["val"], one["val"], rtol=1e-4)
+  np.testing.assert_allclose(two["param_sum"], one["param_sum"], rtol=1e-4)
+  # and the members differ from each other (two runs, not one twice).
+  assert abs(one["members"][-1][0] - one["members"][-1][1]) > 1e-6 * max(
+      one["members"][-1])
