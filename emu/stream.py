@@ -80,10 +80,11 @@ class Streamer:
   state from the step's one output `[y, flat state]` back into the tail.
   Small models' parameters are constants of the step. Measured on one
   pinned thread of the quiet 2-core CPU, LSTM-32, 64-sample blocks, inline
-  dispatch (`realtime()`): this host buffer 29.0 us per block, the earlier
-  device-side state donated to the step 31.4 us (benchmarks/README.md).
-  With async dispatch the buffer is copied before each call, since the step
-  may still read it when the next block is written.
+  dispatch (`realtime()`): 27.7-28.2 us per `process` call, against
+  31.2-31.9 us with the state kept on the device and donated to the step
+  (benchmarks/README.md). With JAX's async dispatch a call may return
+  before the step has read its input (which may alias the numpy buffer),
+  so there the buffer is copied before each call.
   """
 
   def __init__(self, model, params):

@@ -56,6 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -240,14 +241,15 @@ def part_infer(args, specs):
   return out
 
 
-def part_ensemble(args, specs):
-  """ms per train step: one member, E in one step, E vmapped; inference."""
+def ensemble_setup(args, specs):
+  """What the ensemble parts share: the lstm.flags recipe for E LSTM-32
+  members, the one-member and E-member train steps, their initial states
+  and a batch (numpy)."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from emu import losses, stream, train  # pylint: disable=import-outside-toplevel
-  name = "lstm32"
-  family, kwargs = specs[name]
+  from emu import losses, train  # pylint: disable=import-outside-toplevel
+  family, kwargs = specs["lstm32"]
   size = args.ensemble
   cfg = recipe(args.flagfile).replace(model=family, model_kwargs=kwargs,
                                       ensemble=size)
@@ -259,24 +261,34 @@ def part_ensemble(args, specs):
   loss_fn = losses.combined(cfg.loss)
   example = jnp.zeros((1, 256, 1), jnp.float32)
   keys = jax.random.split(jax.random.PRNGKey(0), size)
-
-  def stacked_state():
-    return jax.vmap(
-        lambda k: train.create_train_state(member, tx, k, example))(keys)
-
-  one_step = train.make_train_step(member, tx, loss_fn, cfg)
-  variants = {
-      "one_member": (one_step,
-                     lambda: train.create_train_state(member, tx, keys[0],
-                                                      example)),
-      "ensemble": (train.make_ensemble_train_step(full, tx, loss_fn, cfg),
-                   stacked_state),
-      "vmapped": (jax.vmap(one_step, in_axes=(0, None)), stacked_state),
-  }
   rng = np.random.default_rng(0)
   shape = (cfg.batch_size, cfg.segment_length, 1)
-  batch = tuple(jnp.asarray(rng.uniform(-0.5, 0.5, shape), jnp.float32)
-                for _ in range(2))
+  return types.SimpleNamespace(
+      cfg=cfg, size=size, member=member, full=full,
+      one_step=train.make_train_step(member, tx, loss_fn, cfg),
+      ensemble_step=train.make_ensemble_train_step(full, tx, loss_fn, cfg),
+      one_init=lambda: train.create_train_state(member, tx, keys[0],
+                                                example),
+      stacked_init=lambda: jax.vmap(
+          lambda k: train.create_train_state(member, tx, k, example))(keys),
+      batch=tuple(rng.uniform(-0.5, 0.5, shape).astype(np.float32)
+                  for _ in range(2)))
+
+
+def part_ensemble(args, specs):
+  """ms per train step: one member, E in one step, E vmapped; inference."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from emu import stream, train  # pylint: disable=import-outside-toplevel
+  name = "lstm32"
+  e = ensemble_setup(args, specs)
+  size, member, full = e.size, e.member, e.full
+  variants = {
+      "one_member": (e.one_step, e.one_init),
+      "ensemble": (e.ensemble_step, e.stacked_init),
+      "vmapped": (jax.vmap(e.one_step, in_axes=(0, None)), e.stacked_init),
+  }
+  batch = tuple(jnp.asarray(b) for b in e.batch)
   compiled, states, compile_s = {}, {}, {}
   for key, (step, init) in variants.items():
     start = time.perf_counter()
@@ -296,8 +308,8 @@ def part_ensemble(args, specs):
       jax.block_until_ready(metrics)
       wall[key] = min(wall[key], (time.perf_counter() - start) / steps)
       cpu[key] = min(cpu[key], (time.process_time() - start_cpu) / steps)
-  out = {"model": name, "members": size, "batch_size": cfg.batch_size,
-         "segment_length": cfg.segment_length, "compile_s": compile_s,
+  out = {"model": name, "members": size, "batch_size": e.cfg.batch_size,
+         "segment_length": e.cfg.segment_length, "compile_s": compile_s,
          "train_ms": {k: v * 1e3 for k, v in wall.items()},
          "train_cpu_ms": {k: v * 1e3 for k, v in cpu.items()}}
   for times in (out["train_ms"], out["train_cpu_ms"]):
@@ -327,43 +339,18 @@ def part_ensemble_devices(args, specs):
   the members split, as `train.fit` runs an ensemble whose size the device
   count divides)."""
   import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  from emu import losses, train  # pylint: disable=import-outside-toplevel
-  family, kwargs = specs["lstm32"]
-  size = args.ensemble
-  cfg = recipe(args.flagfile).replace(model=family, model_kwargs=kwargs,
-                                      ensemble=size)
-  if args.tiny:
-    cfg = cfg.replace(segment_length=512, warmup=64, batch_size=4, tbptt=0)
-  member = train.build_model(cfg.replace(ensemble=1))
-  full = train.build_model(cfg)
-  tx = train.make_optimizer(cfg, steps_per_epoch=100)
-  loss_fn = losses.combined(cfg.loss)
-  example = jnp.zeros((1, 256, 1), jnp.float32)
-  keys = jax.random.split(jax.random.PRNGKey(0), size)
-  one_step = train.make_train_step(member, tx, loss_fn, cfg)
-  ens_step = train.make_ensemble_train_step(full, tx, loss_fn, cfg)
-
-  def one_init():
-    return train.create_train_state(member, tx, keys[0], example)
-
-  def ens_init():
-    return jax.vmap(
-        lambda k: train.create_train_state(member, tx, k, example))(keys)
-
-  rng = np.random.default_rng(0)
-  shape = (cfg.batch_size, cfg.segment_length, 1)
-  batch = tuple(rng.uniform(-0.5, 0.5, shape).astype(np.float32)
-                for _ in range(2))
+  from emu import train  # pylint: disable=import-outside-toplevel
+  e = ensemble_setup(args, specs)
+  size, batch = e.size, e.batch
   devices = jax.devices()
   if len(devices) < 2:
     raise RuntimeError("part ensemble_devices needs 2 devices")
   variants = {  # name: (step, init, devices, members split)
-      "one_member_1dev": (one_step, one_init, 1, False),
-      "one_member_2dev": (one_step, one_init, 2, False),
-      "ensemble_1dev": (ens_step, ens_init, 1, False),
-      "ensemble_2dev_members_split": (ens_step, ens_init, 2, True),
+      "one_member_1dev": (e.one_step, e.one_init, 1, False),
+      "one_member_2dev": (e.one_step, e.one_init, 2, False),
+      "ensemble_1dev": (e.ensemble_step, e.stacked_init, 1, False),
+      "ensemble_2dev_members_split": (e.ensemble_step, e.stacked_init, 2,
+                                      True),
   }
   running = {}
   for key, (step, init, n, split_members) in variants.items():
