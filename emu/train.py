@@ -430,6 +430,14 @@ class _Checkpoints:
     shutil.rmtree(old, ignore_errors=True)
 
   def restore(self, name, target):
+    """The checkpoint `name` (or its .old) as `target`'s shapes, every array
+    on this process's first device, whatever devices saved it (a run
+    trained with its members or batch split over 2 devices loads in a
+    one-device process; the training loop places the arrays again)."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+        target)
     for candidate in (self.path(name), self.path(name) + ".old"):
       if os.path.exists(candidate):
         return self.checkpointer.restore(candidate, target)

@@ -29,6 +29,26 @@ print(json.dumps({{"devices": jax.device_count(), "parallel": result.parallel,
 """
 
 
+LOAD = """
+import json, sys, jax
+sys.path.insert(0, {root!r})
+from emu import train
+model, params, cfg = train.load_params(sys.argv[1])
+print(json.dumps({{"devices": jax.device_count(), "param_sum": float(
+    sum(abs(x).sum() for x in jax.tree.leaves(params)))}}))
+"""
+
+
+def load_on(devices, workdir):
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  result = subprocess.run(
+      [sys.executable, "-c", LOAD.format(root=ROOT), str(workdir)],
+      capture_output=True, text=True, timeout=300, env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def fit_on(devices, workdir, ensemble=1):
   env = dict(os.environ, JAX_PLATFORMS="cpu",
              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
@@ -65,3 +85,9 @@ def test_ensemble_with_members_split_over_two_devices_equals_one_device(
   # and the members differ from each other (two runs, not one twice).
   assert abs(one["members"][-1][0] - one["members"][-1][1]) > 1e-6 * max(
       one["members"][-1])
+  # And the checkpoint written with the members split loads in a
+  # one-device process (orbax refuses a different topology unless told).
+  loaded = load_on(1, tmp_path / "two")
+  assert loaded["devices"] == 1
+  np.testing.assert_allclose(loaded["param_sum"], two["param_sum"],
+                             rtol=1e-6)
