@@ -117,14 +117,10 @@ class Streamer:
       if n_knobs:
         knobs = jnp.broadcast_to(z[size:head], (1, size, n_knobs))
         x = jnp.concatenate([x, knobs], axis=-1)
-      flat = z[head:]
-      if is_complex:
-        flat = jax.lax.complex(flat[0::2], flat[1::2])
-      y, state = model.apply(params, x, unravel(flat))
-      flat = jax.flatten_util.ravel_pytree(state)[0]
-      if is_complex:
-        flat = jnp.stack([flat.real, flat.imag], axis=-1).reshape(-1)
-      return jnp.concatenate([y.reshape(-1), flat.astype(jnp.float32)])
+      y, state = model.apply(params, x,
+                             unravel(_from_float32(z[head:], is_complex)))
+      flat = _to_float32(jax.flatten_util.ravel_pytree(state)[0])
+      return jnp.concatenate([y.reshape(-1), flat])
 
     if self._constant:
       return jax.jit(functools.partial(step, self.params))
@@ -137,16 +133,12 @@ class Streamer:
   @property
   def state(self):
     """The carried state, in the model's own pytree form."""
-    flat = jnp.asarray(self._buf[self._head:])
-    if self._complex:
-      flat = jax.lax.complex(flat[0::2], flat[1::2])
-    return self._unravel(flat)
+    return self._unravel(_from_float32(jnp.asarray(self._buf[self._head:]),
+                                       self._complex))
 
   @state.setter
   def state(self, value):
-    flat = np.asarray(jax.flatten_util.ravel_pytree(value)[0])
-    if self._complex:
-      flat = np.stack([flat.real, flat.imag], axis=-1).reshape(-1)
+    flat = np.asarray(_to_float32(jax.flatten_util.ravel_pytree(value)[0]))
     if flat.size != self._state_size:
       raise ValueError(
           f"state has {flat.size} numbers once flattened; this model "
@@ -182,6 +174,19 @@ class Streamer:
       buf[head:] = self._buf[self._head:]
       self._buf, self._head = buf, head
     self._key, self._step = key, self._steps[key]
+
+
+def _to_float32(flat):
+  """A flat float32 or complex64 state as float32 numbers (complex: re, im
+  interleaved), the form the host buffer holds."""
+  if jnp.iscomplexobj(flat):
+    flat = jnp.stack([flat.real, flat.imag], axis=-1).reshape(-1)
+  return flat.astype(jnp.float32)
+
+
+def _from_float32(flat, is_complex):
+  """`_to_float32` undone."""
+  return jax.lax.complex(flat[0::2], flat[1::2]) if is_complex else flat
 
 
 def _inline_cpu() -> bool:

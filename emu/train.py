@@ -529,6 +529,7 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
   # split and everything else replicated.
   split_members = (cfg.ensemble > 1 and mesh.size > 1
                    and cfg.ensemble % mesh.size == 0)
+  place_state = shard_members if split_members else replicate
   if split_members:
     logging.info("ensemble of %d: %d member(s) on each of %d devices",
                  cfg.ensemble, cfg.ensemble // mesh.size, mesh.size)
@@ -607,10 +608,7 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
     start = time.perf_counter()
     epoch_key, state = _next_epoch_key(state, cfg.ensemble)
     step_metrics = []
-    if split_members:
-      state = shard_members(state, mesh)
-    else:
-      state = replicate(state, mesh)
+    state = place_state(state, mesh)
     for batch in epoch_batches(cfg, dataset.train, epoch_key):
       state, metrics = train_step(
           state, shard_batch(batch, mesh, split=not split_members))
