@@ -213,6 +213,20 @@ def replicate(tree, mesh):
       tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
 
+def sync_each_step(mesh, split_members=False) -> bool:
+  """Whether a training loop must wait for each step before the next.
+
+  XLA:CPU runs a step's all-reduce (the split batch's gradient) on its
+  thread pool; with about 100 steps queued ahead, the devices' halves of
+  one step no longer met there and the run hung (LSTM-32, 2 forced devices
+  on 2 cores; tests/test_parallel.py). Waiting for each step keeps one in
+  flight, and was faster there (12.6 against 22 ms a step). Members split
+  over the devices need no collective, nor does one device.
+  """
+  return (mesh.size > 1 and not split_members
+          and mesh.devices.flat[0].platform == "cpu")
+
+
 def shard_members(tree, mesh):
   """Splits every array of `tree` along its leading (member) axis over the
   mesh's 'data' axis: an ensemble's stacked TrainStates, members apart."""
@@ -530,6 +544,7 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
   split_members = (cfg.ensemble > 1 and mesh.size > 1
                    and cfg.ensemble % mesh.size == 0)
   place_state = shard_members if split_members else replicate
+  sync_steps = sync_each_step(mesh, split_members)
   if split_members:
     logging.info("ensemble of %d: %d member(s) on each of %d devices",
                  cfg.ensemble, cfg.ensemble // mesh.size, mesh.size)
@@ -612,6 +627,8 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
     for batch in epoch_batches(cfg, dataset.train, epoch_key):
       state, metrics = train_step(
           state, shard_batch(batch, mesh, split=not split_members))
+      if sync_steps:
+        jax.block_until_ready(metrics)
       step_metrics.append(metrics)
     # One host transfer per epoch.
     step_metrics = jax.device_get(step_metrics)

@@ -91,3 +91,36 @@ def test_ensemble_with_members_split_over_two_devices_equals_one_device(
   assert loaded["devices"] == 1
   np.testing.assert_allclose(loaded["param_sum"], two["param_sum"],
                              rtol=1e-6)
+
+
+MANY_STEPS = """
+import json, sys, jax
+sys.path.insert(0, {root!r})
+sys.path.insert(0, {tests!r})
+from emu import train
+from test_train import tiny_config, tiny_dataset
+cfg = tiny_config(max_epochs=1, batch_size=4, segment_length=256, warmup=32,
+                  model_kwargs={{"hidden_size": 32}})
+dataset = tiny_dataset(seconds=4.0)
+result = train.fit(cfg, sys.argv[1], dataset=dataset)
+print(json.dumps({{"devices": jax.device_count(), "parallel": result.parallel,
+                  "steps": train.steps_per_epoch(cfg, len(dataset.train.input)),
+                  "loss": result.history[-1]["train_loss"]}}))
+"""
+
+
+def test_a_long_data_parallel_epoch_does_not_hang(tmp_path):
+  # Given an epoch of 172 steps with the batch split over 2 CPU devices
+  # (without a wait per step, XLA:CPU's all-reduce hung there within ~100
+  # queued steps and aborted after its 40 s rendezvous timeout),
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  script = MANY_STEPS.format(root=ROOT, tests=os.path.join(ROOT, "tests"))
+  result = subprocess.run([sys.executable, "-c", script, str(tmp_path)],
+                          capture_output=True, text=True, timeout=300,
+                          env=env)
+  # then the epoch finishes with a finite loss.
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = json.loads(result.stdout.strip().splitlines()[-1])
+  assert out["devices"] == 2 and out["parallel"] == "data"
+  assert out["steps"] >= 150 and np.isfinite(out["loss"])
