@@ -4,6 +4,7 @@
   python experiments/bench.py --quality --out=benchmarks/cpu.json  # + ~5 min
   python experiments/bench.py --tiny                               # CI, ~30 s
   python experiments/bench.py --ensemble_only                      # part 7, ~1 min
+  python experiments/bench.py --ensemble_only --ensemble_runs=30   # + whole runs, ~10 min
 
 Prints a table and writes JSON. For each model (LSTM 24 and 32, GRU 32, a
 WaveNet of NAM FEATHER's size, a small thesis CNN, and `lru` when
@@ -37,7 +38,10 @@ WaveNet of NAM FEATHER's size, a small thesis CNN, and `lru` when
    ensemble against one member. All threads, like part 1. Then, in a child
    with 2 forced CPU devices: one member on 1 device and on 2 (the batch
    split), E members on 1 device and split over 2 (what `train.fit` does
-   when the device count divides E).
+   when the device count divides E). With --ensemble_runs=N, whole
+   `experiments/run.py` runs of N epochs compare the same four ways
+   end to end (one member on 1 and 2 devices, E members with run.py's
+   default devices and on 1 device).
 
 How threads are pinned: each part runs in a child process of this script.
 The one-thread parts (2, 3, 5) start with XLA_FLAGS=
@@ -50,8 +54,10 @@ Timings on a shared machine are noisy: every number is the best of
 
 import argparse
 import json
+import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -452,6 +458,57 @@ def quality(args, name):
   return out
 
 
+def ensemble_runs(args):
+  """Whole training runs: one member against E members, as run.py runs them.
+
+  `experiments/run.py` on the flagfile for --ensemble_runs epochs (no time
+  budget, no early stopping), each in its own process with JAX's default
+  devices unless --cpu_devices says otherwise: one member (1 device), one
+  member with the batch split over 2 CPU devices, E members (run.py's
+  default: the members split over min(E, cores) CPU devices) and E members
+  on 1 device. train_s is the training time run.py records (steps and the
+  per-epoch validation; evaluation and compilation excluded). The variants
+  take turns in every repeat; the best of --runs_repeats is kept.
+  """
+  size, epochs = args.ensemble, args.ensemble_runs
+  variants = {"one_member": [], "one_member_2dev": ["--cpu_devices=2"],
+              "ensemble": [f"--ensemble={size}"],
+              "ensemble_1dev": [f"--ensemble={size}", "--cpu_devices=1"]}
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env.pop("XLA_FLAGS", None)
+  out = {"members": size, "epochs": epochs, "train_s": {}, "runs": {}}
+  for _ in range(args.runs_repeats):
+    for key, extra in variants.items():
+      workdir = tempfile.mkdtemp(prefix=f"emu_bench_{key}_")
+      argv = [sys.executable, os.path.join(ROOT, "experiments", "run.py"),
+              f"--flagfile={args.flagfile}", f"--workdir={workdir}",
+              f"--max_epochs={epochs}", "--time_budget_s=0",
+              f"--patience={epochs + 1}", "--stream_blocks=64", *extra]
+      result = subprocess.run(argv, cwd=ROOT, capture_output=True,
+                              text=True, env=env, check=False)
+      if result.returncode:
+        raise RuntimeError(f"run {key} failed:\n{result.stderr[-3000:]}")
+      with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+      with open(os.path.join(workdir, "report.json")) as f:
+        report = json.load(f)
+      shutil.rmtree(workdir, ignore_errors=True)
+      train_s = rows[-1]["elapsed_s"]
+      out["runs"].setdefault(key, []).append(
+          {"train_s": train_s, "devices": report["devices"],
+           "parallel": report["parallel"],
+           "val1_esr": report["val1"]["esr"]})
+      out["train_s"][key] = min(out["train_s"].get(key, math.inf), train_s)
+      print(f"  {key}: {train_s:.1f} s for {epochs} epochs on "
+            f"{report['devices']} device(s)", file=sys.stderr)
+  t = out["train_s"]
+  out["ensemble_over_one"] = t["ensemble"] / t["one_member"]
+  out["ensemble_over_one_2dev"] = t["ensemble"] / t["one_member_2dev"]
+  out["ensemble_over_best_one"] = t["ensemble"] / min(
+      t["one_member"], t["one_member_2dev"])
+  return out
+
+
 # ------------------------------------------------------------- the table
 
 
@@ -474,6 +531,19 @@ def ensemble_line(ens):
       f"{ens['offline_rtf']['member']:.1f}), 64-sample streaming RTF "
       f"{ens['stream64_rtf']['ensemble']:.1f} (one member "
       f"{ens['stream64_rtf']['member']:.1f})")
+
+
+def ensemble_runs_line(runs):
+  t = runs["train_s"]
+  size = runs["members"]
+  return (
+      f"Whole runs of {runs['epochs']} epochs (run.py, training seconds, "
+      f"best of {len(runs['runs']['one_member'])}): one member "
+      f"{t['one_member']:.1f} (1 device), {t['one_member_2dev']:.1f} (batch "
+      f"split over 2); {size} members {t['ensemble']:.1f} (run.py's default "
+      f"devices), {t['ensemble_1dev']:.1f} (1 device); the ensemble costs "
+      f"{runs['ensemble_over_one']:.2f}x one member on 1 device, "
+      f"{runs['ensemble_over_best_one']:.2f}x the faster one-member run")
 
 
 def ensemble_devices_line(ens):
@@ -522,6 +592,8 @@ def table(results):
     lines.append(ensemble_line(results["ensemble"]))
   if "ensemble_devices" in results:
     lines.append(ensemble_devices_line(results["ensemble_devices"]))
+  if "ensemble_runs" in results:
+    lines.append(ensemble_runs_line(results["ensemble_runs"]))
   if "train_1thread" in results:
     lines.append("Training LSTM-32 on one thread: " + ", ".join(
         f"{v['train_sps'] / 1e3:.0f}k samples/s"
@@ -578,6 +650,11 @@ def main():
                       help="members for the ensemble part (LSTM-32)")
   parser.add_argument("--ensemble_only", action="store_true",
                       help="run only the ensemble part (about a minute)")
+  parser.add_argument("--ensemble_runs", type=int, default=0,
+                      help="also time whole run.py runs of this many epochs:"
+                      " one member against the ensemble (~4 min at 30)")
+  parser.add_argument("--runs_repeats", type=int, default=2,
+                      help="repeats of --ensemble_runs (the best is kept)")
   parser.add_argument("--part", help=argparse.SUPPRESS)
   parser.add_argument("--part_out", help=argparse.SUPPRESS)
   parser.add_argument("--pin", action="store_true", help=argparse.SUPPRESS)
@@ -623,9 +700,13 @@ def main():
     results["ensemble"] = run_child("ensemble", sub, None, pin=False)
     results["ensemble_devices"] = run_child("ensemble_devices", sub,
                                             TWO_DEVICES, pin=False)
+    if args.ensemble_runs:
+      results["ensemble_runs"] = ensemble_runs(args)
     results["machine"]["load_after"] = os.getloadavg()
     print(ensemble_line(results["ensemble"]))
     print(ensemble_devices_line(results["ensemble_devices"]))
+    if args.ensemble_runs:
+      print(ensemble_runs_line(results["ensemble_runs"]))
     write_json(args.out, results)
     return 0
   print("inference, one thread, pinned ...", file=sys.stderr)
@@ -647,6 +728,10 @@ def main():
     results["ensemble"] = run_child("ensemble", sub, None, pin=False)
     results["ensemble_devices"] = run_child("ensemble_devices", sub,
                                             TWO_DEVICES, pin=False)
+  if args.ensemble_runs and not args.tiny:
+    print(f"whole runs, one member and {args.ensemble} members ...",
+          file=sys.stderr)
+    results["ensemble_runs"] = ensemble_runs(args)
   if args.quality and not args.tiny:
     results["quality"] = {}
     for name in args.quality_models.split(","):

@@ -122,6 +122,13 @@ flags.DEFINE_string("coordinator_address", None,
                     "host:port of process 0, to train over several hosts.")
 flags.DEFINE_integer("num_processes", None, "Number of hosts.")
 flags.DEFINE_integer("process_id", None, "This host's index, 0-based.")
+flags.DEFINE_integer(
+    "cpu_devices", None,
+    "CPU devices JAX makes of this host's cores; an ensemble's members are "
+    "split over them. Default: for --ensemble=E > 1, the largest divisor of "
+    "E up to the usable cores (E = 4 on 2 cores: 2 devices, 2 members "
+    "each); otherwise 1. Left alone when XLA_FLAGS sets "
+    "--xla_force_host_platform_device_count.")
 flags.DEFINE_list("stream_blocks", [str(b) for b in _DEFAULT.stream_blocks],
                   "Block sizes whose streaming speed the report measures.")
 
@@ -206,6 +213,7 @@ def config_from_flags() -> config_lib.Config:
 
 def run(workdir, overwrite=False):
   """Trains and evaluates the flags' config; returns the report."""
+  import jax  # pylint: disable=g-import-not-at-top
   cfg = config_from_flags()
   if cfg.dataset == "files":
     # Levels, latency and the device's repeatability, before any training.
@@ -216,7 +224,8 @@ def run(workdir, overwrite=False):
   with open(os.path.join(workdir, "flags.txt"), "w") as f:
     f.write(FLAGS.flags_into_string())
   info = {"train_seconds": result.train_seconds, "epochs": result.epochs,
-          "best_epoch": result.best_epoch, "stop_reason": result.stop_reason}
+          "best_epoch": result.best_epoch, "stop_reason": result.stop_reason,
+          "devices": len(jax.devices()), "parallel": result.parallel}
   report = evaluate_lib.evaluate(
       result.model, result.params, result.dataset, workdir, cfg=cfg,
       history=result.history, train_info=info,
@@ -244,11 +253,45 @@ def dry_run():
   return 0
 
 
+def cpu_device_count(ensemble, requested, cores, xla_flags):
+  """How many CPU devices to ask JAX for, or None to leave its default.
+
+  requested: --cpu_devices (None: choose). An ensemble's members train
+  apart when the device count divides E (`emu.train.fit`), so the choice is
+  the largest divisor of E up to the cores; one member keeps one device,
+  whose matmuls already use every thread. XLA_FLAGS that force a device
+  count win over the choice (not over an explicit request).
+  """
+  if requested is not None:
+    if requested < 1:
+      raise app.UsageError(f"--cpu_devices must be at least 1, got "
+                           f"{requested}")
+    return requested
+  if "xla_force_host_platform_device_count" in (xla_flags or ""):
+    return None
+  if ensemble <= 1:
+    return None
+  return max(d for d in range(1, min(ensemble, max(cores, 1)) + 1)
+             if ensemble % d == 0)
+
+
+def set_cpu_devices():
+  """Applies `cpu_device_count` before JAX starts its backends."""
+  count = cpu_device_count(FLAGS.ensemble, FLAGS.cpu_devices,
+                           len(os.sched_getaffinity(0)),
+                           os.environ.get("XLA_FLAGS"))
+  if count is not None:
+    import jax  # pylint: disable=g-import-not-at-top
+    jax.config.update("jax_num_cpu_devices", count)
+    logging.info("%d CPU device(s)", count)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required: the folder for the run")
+  set_cpu_devices()
   if FLAGS.coordinator_address:
     # Every device of every host joins the 'data' mesh in emu.train.
     import jax  # pylint: disable=g-import-not-at-top

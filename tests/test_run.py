@@ -56,6 +56,48 @@ def test_tiny_run_leaves_report_audio_and_plots(tiny_run):
   rows = (workdir / "metrics.jsonl").read_text().strip().splitlines()
   assert len(rows) == 3
   assert "val1 ESR" in result.stdout
+  assert report["devices"] == 1 and report["parallel"] == "data"
+
+
+def load_run_module():
+  """experiments/run.py as a module (its absl flags, defined once)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  if "emu_run_script" not in sys.modules:
+    spec = importlib.util.spec_from_file_location(
+        "emu_run_script", os.path.join(ROOT, "experiments", "run.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules["emu_run_script"] = module
+  return sys.modules["emu_run_script"]
+
+
+def test_cpu_device_count_splits_an_ensemble_over_the_cores():
+  count = load_run_module().cpu_device_count
+  # (ensemble, --cpu_devices, usable cores, XLA_FLAGS) -> devices
+  assert count(4, None, 2, "") == 2  # 2 members on each core
+  assert count(4, None, 16, "") == 4
+  assert count(6, None, 4, "") == 3  # the largest divisor up to the cores
+  assert count(3, None, 2, "") == 1  # no divisor of 3 fits 2 cores
+  assert count(4, None, 1, "") == 1
+  assert count(1, None, 2, "") is None  # one member: JAX's default
+  forced = "--xla_force_host_platform_device_count=2"
+  assert count(4, None, 2, forced) is None  # the user's XLA_FLAGS win
+  assert count(1, 2, 2, forced) == 2  # an explicit request wins over them
+  from absl import app  # pylint: disable=g-import-not-at-top
+  with pytest.raises(app.UsageError, match="at least 1"):
+    count(4, 0, 2, "")
+
+
+def test_ensemble_run_trains_its_members_apart_on_the_cores(tmp_path):
+  result = run("--flagfile=experiments/tiny.flags", "--ensemble=2",
+               "--max_epochs=1", "--stream_blocks=64",
+               f"--workdir={tmp_path}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads((tmp_path / "report.json").read_text())
+  cores = len(os.sched_getaffinity(0))
+  assert report["devices"] == (2 if cores >= 2 else 1)
+  assert report["parallel"] == ("members" if cores >= 2 else "data")
+  assert len(report["val1"]["members_esr"]) == 2
 
 
 def test_other_config_in_same_workdir_is_refused(tiny_run):
@@ -73,6 +115,7 @@ def test_other_config_in_same_workdir_is_refused(tiny_run):
     (["--channels=4"], "does not apply to model 'lstm'"),
     (["--model=transformer"], "transformer"),
     (["--loss=esr=1,nope=2"], "nope"),
+    (["--cpu_devices=0"], "--cpu_devices must be at least 1"),
 ])
 def test_bad_flags_get_clear_errors(tmp_path, args, message):
   result = run("--flagfile=experiments/tiny.flags", *args,
