@@ -277,8 +277,9 @@ def cpu_device_count(ensemble, requested, cores, xla_flags):
 
 def set_cpu_devices():
   """Applies `cpu_device_count` before JAX starts its backends."""
-  count = cpu_device_count(FLAGS.ensemble, FLAGS.cpu_devices,
-                           len(os.sched_getaffinity(0)),
+  cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+           else os.cpu_count() or 1)  # macOS has no sched_getaffinity
+  count = cpu_device_count(FLAGS.ensemble, FLAGS.cpu_devices, cores,
                            os.environ.get("XLA_FLAGS"))
   if count is not None:
     import jax  # pylint: disable=g-import-not-at-top
