@@ -30,6 +30,11 @@ and GuitarML's plugins add the input themselves (NeuralPi's RT_LSTM returns
 the skip is recorded as `"skip": 0`, which those plugins ignore (they add the
 input regardless), so `guitarml` refuses it.
 
+An ensemble (`--ensemble=E`) of LSTM or GRU members exports as one model
+of E x H units with block-diagonal weights and an averaging head, which
+computes the members' mean exactly (`emu.models.ensemble.as_one_recurrent`);
+a plugin runs it as one wider LSTM or GRU, at that model's cost.
+
 `load_nam`, `load_rtneural` and `load_guitarml` rebuild the emu model and
 params from a file (or its dict), so a file can be checked against the
 model it came from. JSON stores each float32 weight exactly (its float64
@@ -45,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from emu import models
+from emu.models import ensemble as ensemble_lib
 
 FORMATS = ("nam", "rtneural", "guitarml")
 # The .nam version written: the LSTM layout has not changed since 0.5, and
@@ -380,10 +386,19 @@ LOADERS = {"nam": load_nam, "rtneural": load_rtneural,
 
 
 def export(model, params, fmt, sample_rate=None, metadata=None) -> dict:
-  """The dict of `model` in format `fmt` (one of FORMATS)."""
+  """The dict of `model` in format `fmt` (one of FORMATS).
+
+  An ensemble of LSTM or GRU members is written as the one wider model
+  that computes its mean (`emu.models.ensemble.as_one_recurrent`).
+  """
   if fmt not in _EXPORTERS:
     raise ExportError(f"unknown format {fmt!r}; choose one of "
                       f"{', '.join(FORMATS)}")
+  if isinstance(model, ensemble_lib.Ensemble):
+    try:
+      model, params = ensemble_lib.as_one_recurrent(model, params)
+    except ValueError as e:
+      raise ExportError(f"this ensemble cannot be exported: {e}") from e
   return _EXPORTERS[fmt](model, params, sample_rate=sample_rate,
                          metadata=metadata)
 
@@ -404,6 +419,8 @@ def export_workdir(workdir, fmt, out_path, checkpoint="best",
   model, params, cfg = train.load_params(workdir, checkpoint)
   meta = {"emu_model": cfg.model, "emu_model_kwargs": dict(cfg.model_kwargs),
           **(metadata or {})}
+  if cfg.ensemble > 1:
+    meta["emu_ensemble"] = cfg.ensemble
   d = export(model, params, fmt, sample_rate=_sample_rate(workdir, cfg),
              metadata=meta)
   tmp = out_path + ".tmp"

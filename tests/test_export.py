@@ -279,6 +279,72 @@ def test_non_recurrent_models_are_refused():
     export.export(model, None, "nam", 48000)
 
 
+# ----------------------------------------------------------- ensembles
+
+
+def _ensemble(family, num_layers=1, skip=False, size=3, seed=0):
+  """An untrained ensemble of `size` small members, random params."""
+  from emu.models import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
+  model = ensemble_lib.Ensemble(
+      member=family, size=size,
+      member_kwargs=(("hidden_size", HIDDEN), ("num_layers", num_layers),
+                     ("skip", skip)))
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
+                          jnp.zeros((1, 8, 1)))
+  rng = np.random.default_rng(seed)
+  params = jax.tree.map(
+      lambda s: jnp.asarray(rng.normal(0.0, 0.4, s.shape), jnp.float32),
+      shapes)
+  return model, params
+
+
+@pytest.mark.parametrize("family", ["lstm", "gru"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_an_ensemble_is_one_wider_model_computing_its_mean(family,
+                                                           num_layers):
+  from emu.models import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
+  # Given 3 members with the skip (the mean adds x once, as each member does)
+  model, params = _ensemble(family, num_layers, skip=True)
+  x = _signal()
+  # When they are merged
+  merged, merged_params = ensemble_lib.as_one_recurrent(model, params)
+  # Then one model of 3 x H units computes the members' mean
+  assert type(merged).__name__ == family.upper()
+  assert merged.hidden_size == 3 * HIDDEN and merged.skip
+  ys, _ = model.apply(params, jnp.asarray(x).reshape(1, -1, 1),
+                      method="member_outputs")
+  mean = np.asarray(ys).mean(axis=0).reshape(-1)
+  np.testing.assert_allclose(_run(merged, merged_params, x), mean,
+                             atol=1e-5)
+  # and a member's units see only their own recurrent weights.
+  w_hh = np.asarray(merged_params["params"]["w_hh_0"])
+  assert np.count_nonzero(w_hh) == np.count_nonzero(
+      np.asarray(params["params"]["members"]["w_hh_0"]))
+
+
+def test_an_lstm_ensemble_runs_in_nam_core_and_rtneural_as_its_mean():
+  # Given an ensemble of 3 LSTMs without the skip
+  model, params = _ensemble("lstm", skip=False)
+  x = _signal()
+  ys, _ = model.apply(params, jnp.asarray(x).reshape(1, -1, 1),
+                      method="member_outputs")
+  mean = np.asarray(ys).mean(axis=0).reshape(-1)
+  # When it is exported, the plugins' readers compute the members' mean
+  nam = _json_trip(export.export(model, params, "nam", 48000))
+  assert nam["config"]["hidden_size"] == 3 * HIDDEN
+  np.testing.assert_allclose(_nam_core(nam, x), mean, atol=1e-5)
+  rtneural = _json_trip(export.export(model, params, "rtneural", 48000))
+  np.testing.assert_allclose(_rtneural(rtneural, x), mean, atol=1e-5)
+
+
+def test_an_ensemble_of_other_models_is_refused():
+  from emu.models import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
+  model = ensemble_lib.Ensemble(member="wavenet", size=2, member_kwargs=(
+      ("channels", 2), ("dilations", (1, 2))))
+  with pytest.raises(export.ExportError, match="only LSTM and GRU members"):
+    export.export(model, {"params": {"members": {}}}, "nam", 48000)
+
+
 # ------------------------------------------------------------ workdir
 
 

@@ -78,3 +78,74 @@ class Ensemble(nn.Module):
     """The ensemble: the members' mean output [B, T, 1], and the state."""
     ys, state = self.member_outputs(x, state)
     return ys.mean(axis=0), state
+
+
+def as_one_recurrent(ensemble, params):
+  """An ensemble of LSTM or GRU members as one wider model of that family.
+
+  E members of H units are one model of E x H units whose weights are
+  block-diagonal: member e owns units e*H..(e+1)*H of every gate, its
+  recurrent weights (and, from the second layer on, its input weights)
+  see only its own units, and the first layer's input weights are the
+  members' side by side (they share the input). The head averages: the
+  members' w_out stacked and divided by E, b_out their mean. The skip, the
+  same for every member, adds x once to the mean, as the ensemble does.
+  So the merged model computes the ensemble's output exactly (up to float
+  summation order), and exports to every format a single LSTM or GRU does
+  (`emu.export`). It costs the arithmetic of the wider model: E = 4
+  members of 32 units run as one model of 128.
+
+  Args:
+    ensemble: an `Ensemble` whose members are `emu.models.recurrent` LSTM
+      or GRU.
+    params: its parameters ({"params": {"members": ...}} or the inner dict).
+
+  Returns:
+    (model, params): the merged LSTM or GRU and its parameters.
+  """
+  member = ensemble._member()  # pylint: disable=protected-access
+  if not isinstance(member, (recurrent.LSTM, recurrent.GRU)):
+    raise ValueError(
+        f"only LSTM and GRU members merge into one model; this ensemble's "
+        f"members are {type(member).__name__}")
+  p = params["params"] if "params" in params else params
+  p = jax.tree.map(jnp.asarray, p["members"])
+  size, hidden = ensemble.size, member.hidden_size
+  gates = 4 if isinstance(member, recurrent.LSTM) else 3
+
+  def gate_blocks(a):
+    """[E, ..., gates * H] -> [E, ..., gates, H]."""
+    return a.reshape(a.shape[:-1] + (gates, hidden))
+
+  def side_by_side(a):
+    """Members' [E, in, gates*H] sharing the input -> [in, gates*E*H]."""
+    blocks = gate_blocks(a)  # [E, in, gates, H]
+    return jnp.transpose(blocks, (1, 2, 0, 3)).reshape(
+        a.shape[1], gates * size * hidden)
+
+  def block_diagonal(a):
+    """Members' [E, H, gates*H] on their own units -> [E*H, gates*E*H]."""
+    blocks = gate_blocks(a)  # [E, H, gates, H]
+    eye = jnp.eye(size, dtype=a.dtype)
+    full = jnp.einsum("ef,eigh->eigfh", eye, blocks)  # [E, H, gates, E, H]
+    return full.reshape(size * hidden, gates * size * hidden)
+
+  def bias(a):
+    """[E, gates*H] -> [gates*E*H]."""
+    return jnp.transpose(gate_blocks(a), (1, 0, 2)).reshape(-1)
+
+  merged = {}
+  for k in range(member.num_layers):
+    w_ih = p[f"w_ih_{k}"]
+    merged[f"w_ih_{k}"] = side_by_side(w_ih) if k == 0 else block_diagonal(
+        w_ih)
+    merged[f"w_hh_{k}"] = block_diagonal(p[f"w_hh_{k}"])
+    for name in ("bias", "b_ih", "b_hh"):
+      if f"{name}_{k}" in p:
+        merged[f"{name}_{k}"] = bias(p[f"{name}_{k}"])
+  merged["w_out"] = p["w_out"].reshape(size * hidden, 1) / size
+  merged["b_out"] = jnp.mean(p["b_out"], axis=0)
+  model = type(member)(hidden_size=size * hidden,
+                       num_layers=member.num_layers, skip=member.skip,
+                       unroll=member.unroll, parent=None)
+  return model, {"params": merged}
