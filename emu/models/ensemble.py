@@ -10,6 +10,9 @@ through `flax.linen.vmap`. Training scores each member on its own
 (`member_outputs`), so the members learn as E independent runs from
 different initialisations; the ensemble's output is their mean. The model
 contract holds: causal, stateful, streaming-exact when the members are.
+`as_one_recurrent` rewrites an ensemble of LSTM or GRU members as one wider
+model that computes the same mean, which is how ensembles export
+(`emu.export`).
 """
 
 import jax
