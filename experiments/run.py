@@ -14,6 +14,7 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 
 # Runs from a source checkout without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -213,7 +214,6 @@ def config_from_flags() -> config_lib.Config:
 
 def run(workdir, overwrite=False):
   """Trains and evaluates the flags' config; returns the report."""
-  import jax  # pylint: disable=g-import-not-at-top
   cfg = config_from_flags()
   if cfg.dataset == "files":
     # Levels, latency and the device's repeatability, before any training.
@@ -236,7 +236,6 @@ def run(workdir, overwrite=False):
 
 def dry_run():
   """Checks the flags: prints the Config and the model's parameter count."""
-  import jax  # pylint: disable=g-import-not-at-top
   cfg = config_from_flags()
   channels = 1
   if cfg.dataset == "knobs":
@@ -275,14 +274,19 @@ def cpu_device_count(ensemble, requested, cores, xla_flags):
              if ensemble % d == 0)
 
 
+def usable_cores():
+  """The cores this process may run on (all of them where the OS cannot
+  say: macOS has no sched_getaffinity)."""
+  if hasattr(os, "sched_getaffinity"):
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1
+
+
 def set_cpu_devices():
   """Applies `cpu_device_count` before JAX starts its backends."""
-  cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-           else os.cpu_count() or 1)  # macOS has no sched_getaffinity
-  count = cpu_device_count(FLAGS.ensemble, FLAGS.cpu_devices, cores,
+  count = cpu_device_count(FLAGS.ensemble, FLAGS.cpu_devices, usable_cores(),
                            os.environ.get("XLA_FLAGS"))
   if count is not None:
-    import jax  # pylint: disable=g-import-not-at-top
     jax.config.update("jax_num_cpu_devices", count)
     logging.info("%d CPU device(s)", count)
 
@@ -295,7 +299,6 @@ def main(argv):
   set_cpu_devices()
   if FLAGS.coordinator_address:
     # Every device of every host joins the 'data' mesh in emu.train.
-    import jax  # pylint: disable=g-import-not-at-top
     jax.distributed.initialize(FLAGS.coordinator_address,
                                FLAGS.num_processes, FLAGS.process_id)
   try:

@@ -20,6 +20,7 @@ from emu import config as config_lib
 from emu import export
 from emu import models
 from emu import train
+from emu.models import ensemble as ensemble_lib
 
 HIDDEN = 6
 LENGTH = 300
@@ -34,13 +35,17 @@ def _model(family, num_layers=1, skip=False, hidden=HIDDEN, seed=0,
   """
   model = models.create(family, hidden_size=hidden, num_layers=num_layers,
                         skip=skip)
+  return model, _random_params(model, seed, channels)
+
+
+def _random_params(model, seed=0, channels=1):
+  """Normal(0, 0.4) values in the shapes of `model`'s parameters."""
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
                           jnp.zeros((1, 8, channels)))
   rng = np.random.default_rng(seed)
-  params = jax.tree.map(
+  return jax.tree.map(
       lambda s: jnp.asarray(rng.normal(0.0, 0.4, s.shape), jnp.float32),
       shapes)
-  return model, params
 
 
 def _signal(n=LENGTH, seed=0):
@@ -284,25 +289,17 @@ def test_non_recurrent_models_are_refused():
 
 def _ensemble(family, num_layers=1, skip=False, size=3, seed=0):
   """An untrained ensemble of `size` small members, random params."""
-  from emu.models import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
   model = ensemble_lib.Ensemble(
       member=family, size=size,
       member_kwargs=(("hidden_size", HIDDEN), ("num_layers", num_layers),
                      ("skip", skip)))
-  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
-                          jnp.zeros((1, 8, 1)))
-  rng = np.random.default_rng(seed)
-  params = jax.tree.map(
-      lambda s: jnp.asarray(rng.normal(0.0, 0.4, s.shape), jnp.float32),
-      shapes)
-  return model, params
+  return model, _random_params(model, seed)
 
 
 @pytest.mark.parametrize("family", ["lstm", "gru"])
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_an_ensemble_is_one_wider_model_computing_its_mean(family,
                                                            num_layers):
-  from emu.models import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
   # Given 3 members with the skip (the mean adds x once, as each member does)
   model, params = _ensemble(family, num_layers, skip=True)
   x = _signal()
@@ -338,7 +335,6 @@ def test_an_lstm_ensemble_runs_in_nam_core_and_rtneural_as_its_mean():
 
 
 def test_an_ensemble_of_other_models_is_refused():
-  from emu.models import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
   model = ensemble_lib.Ensemble(member="wavenet", size=2, member_kwargs=(
       ("channels", 2), ("dilations", (1, 2))))
   with pytest.raises(export.ExportError, match="only LSTM and GRU members"):
