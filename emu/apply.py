@@ -15,7 +15,7 @@ import numpy as np
 import soundfile as sf
 
 from emu import stream
-from emu import train
+from emu import workdir as workdir_lib
 
 flags.DEFINE_string("workdir", None, "A run's folder (experiments/run.py).")
 flags.DEFINE_integer("block_size", 65536, "Samples per processing block.")
@@ -38,8 +38,8 @@ def apply_file(workdir, input_path, output_path, block_size=65536,
   if os.path.exists(output_path) and not overwrite:
     raise FileExistsError(
         f"{output_path} exists; choose another name or pass --overwrite")
-  model, params, _ = train.load_params(workdir, checkpoint)
-  rate = train.sample_rate_of(workdir)
+  model, params, _ = workdir_lib.load_params(workdir, checkpoint)
+  rate = workdir_lib.sample_rate_of(workdir)
   try:
     audio, file_rate = sf.read(input_path, dtype="float32", always_2d=True)
   except RuntimeError as e:

@@ -23,7 +23,6 @@ from emu import effects
 from emu import metrics
 from emu import plots
 from emu import stream
-from emu import train
 from emu.models import ensemble as ensemble_lib
 
 RESPONSE_POINTS = 256
@@ -40,7 +39,7 @@ def predict(model, params, signal, method=None) -> np.ndarray:
   signal: [time] or [time, channels] (audio + knobs) -> [time]; with
   method='member_outputs' (an Ensemble) -> [members, time].
   """
-  return train.make_predict(model, method)(params, signal)
+  return stream.make_predict(model, method)(params, signal)
 
 
 def model_response(model, params, freqs_hz, sample_rate,

@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from emu import models
+from emu import workdir as workdir_lib
 from emu.models import ensemble as ensemble_lib
 
 FORMATS = ("nam", "rtneural", "guitarml")
@@ -412,11 +413,10 @@ def export_workdir(workdir, fmt, out_path, checkpoint="best",
     ExportError: the model does not fit the format (the message says
       what to change).
   """
-  from emu import train  # pylint: disable=g-import-not-at-top
   if os.path.exists(out_path) and not overwrite:
     raise FileExistsError(
         f"{out_path} exists; choose another name or pass --overwrite")
-  model, params, cfg = train.load_params(workdir, checkpoint)
+  model, params, cfg = workdir_lib.load_params(workdir, checkpoint)
   meta = {"emu_model": cfg.model, "emu_model_kwargs": dict(cfg.model_kwargs),
           **(metadata or {})}
   if cfg.ensemble > 1:
@@ -432,15 +432,13 @@ def export_workdir(workdir, fmt, out_path, checkpoint="best",
 
 def _sample_rate(workdir, cfg):
   """Hz of a run: dataset.json, else report.json, else the config's."""
-  from emu import train  # pylint: disable=g-import-not-at-top
   try:
-    return train.sample_rate_of(workdir)
+    return workdir_lib.sample_rate_of(workdir)
   except FileNotFoundError:
     pass
-  report = os.path.join(workdir, "report.json")
-  if os.path.exists(report):
-    with open(report) as f:
-      return int(json.load(f)["sample_rate"])
+  if os.path.exists(workdir_lib.path(workdir, workdir_lib.REPORT)):
+    return int(workdir_lib.read_json(workdir, workdir_lib.REPORT)
+               ["sample_rate"])
   if cfg.dataset != "files":
     return int(cfg.sample_rate)
   raise FileNotFoundError(

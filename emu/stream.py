@@ -1,4 +1,5 @@
-"""Block-by-block inference with carried state, and its speed.
+"""Inference: whole signals (`make_predict`), blocks with carried state
+(`Streamer`), and their speed.
 
 The streaming path is the model contract itself: `model.apply(params, block,
 state)` jitted once per block size, the state handed from block to block. It
@@ -13,6 +14,26 @@ import jax
 import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
+
+
+def as_batch(signal) -> jnp.ndarray:
+  """[time] or [time, channels] (audio + knobs) -> [1, time, channels]."""
+  x = jnp.asarray(signal, jnp.float32)
+  return x.reshape(1, x.shape[0], -1)
+
+
+def make_predict(model, method=None):
+  """Jitted whole-signal inference: x [time(, channels)] -> y [time] numpy.
+
+  With method='member_outputs' (an Ensemble), y is [members, time].
+  """
+  apply = jax.jit(lambda p, x: model.apply(p, x, None, method=method)[0])
+
+  def predict(params, signal):
+    y = np.asarray(apply(params, as_batch(signal)))
+    return y.reshape(-1) if method is None else y.reshape(y.shape[0], -1)
+
+  return predict
 
 
 def realtime() -> bool:

@@ -257,15 +257,15 @@ def ensemble_setup(args, specs):
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from emu import losses, train  # pylint: disable=import-outside-toplevel
+  from emu import losses, models, train  # pylint: disable=import-outside-toplevel
   family, kwargs = specs["lstm32"]
   size = args.ensemble
   cfg = recipe(args.flagfile).replace(model=family, model_kwargs=kwargs,
                                       ensemble=size)
   if args.tiny:
     cfg = cfg.replace(segment_length=512, warmup=64, batch_size=4, tbptt=0)
-  member = train.build_model(cfg.replace(ensemble=1))
-  full = train.build_model(cfg)
+  member = models.build_model(cfg.replace(ensemble=1))
+  full = models.build_model(cfg)
   tx = train.make_optimizer(cfg, steps_per_epoch=100)
   loss_fn = losses.combined(cfg.loss)
   example = jnp.zeros((1, 256, 1), jnp.float32)

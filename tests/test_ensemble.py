@@ -159,8 +159,8 @@ def test_given_members_when_stepped_together_then_each_equals_itself_alone(
                           tbptt=tbptt, loss={"esr": 1.0, "mse": 0.5},
                           learning_rate=1e-2, grad_clip=0.5,
                           ensemble=MEMBERS)
-  member = train.build_model(cfg.replace(ensemble=1))
-  full = train.build_model(cfg)
+  member = models.build_model(cfg.replace(ensemble=1))
+  full = models.build_model(cfg)
   tx = train.make_optimizer(cfg, 10)
   loss_fn = losses.combined(cfg.loss)
   example = jnp.zeros((1, 64, 1))

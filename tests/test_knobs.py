@@ -7,6 +7,7 @@ from emu import data as data_lib
 from emu import effects
 from emu import evaluate
 from emu import train
+from emu import workdir
 
 
 def test_knob_run_reports_error_per_unseen_setting(tmp_path):
@@ -33,6 +34,6 @@ def test_knob_run_reports_error_per_unseen_setting(tmp_path):
   # The rows partition val1: their sample counts add up.
   assert sum(r["samples"] for r in rows) == len(dataset.val1.target)
   assert (tmp_path / "plots" / "val1_esr_per_setting.png").exists()
-  model, params, _ = train.load_params(str(tmp_path))
+  model, params, _ = workdir.load_params(str(tmp_path))
   assert evaluate.predict(model, params, dataset.val1.input).shape == (
       dataset.val1.target.shape)

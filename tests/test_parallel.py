@@ -32,8 +32,8 @@ print(json.dumps({{"devices": jax.device_count(), "parallel": result.parallel,
 LOAD = """
 import json, sys, jax
 sys.path.insert(0, {root!r})
-from emu import train
-model, params, cfg = train.load_params(sys.argv[1])
+from emu import workdir
+model, params, cfg = workdir.load_params(sys.argv[1])
 print(json.dumps({{"devices": jax.device_count(), "param_sum": float(
     sum(abs(x).sum() for x in jax.tree.leaves(params)))}}))
 """

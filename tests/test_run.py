@@ -135,7 +135,7 @@ def apply_cli(*args):
 def test_apply_matches_offline_model_and_guards_files(tiny_run, tmp_path):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import soundfile as sf  # pylint: disable=g-import-not-at-top
-  from emu import evaluate, train  # pylint: disable=g-import-not-at-top
+  from emu import evaluate, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   workdir, _ = tiny_run
   x = np.random.default_rng(0).uniform(-0.5, 0.5, 5000).astype(np.float32)
   sf.write(tmp_path / "in.wav", x, 44100, subtype="FLOAT")
@@ -143,7 +143,7 @@ def test_apply_matches_offline_model_and_guards_files(tiny_run, tmp_path):
                      str(tmp_path / "in.wav"), str(tmp_path / "out.wav"))
   assert result.returncode == 0, result.stderr[-2000:]
   y, rate = sf.read(tmp_path / "out.wav", dtype="float32")
-  model, params, _ = train.load_params(str(workdir))
+  model, params, _ = workdir_lib.load_params(str(workdir))
   np.testing.assert_allclose(y, evaluate.predict(model, params, x), atol=1e-5)
   assert rate == 44100
   again = apply_cli(f"--workdir={workdir}", str(tmp_path / "in.wav"),

@@ -14,7 +14,10 @@ from emu import config as config_lib
 from emu import data as data_lib
 from emu import losses
 from emu import models
+from emu import metrics
+from emu import stream
 from emu import train
+from emu import workdir
 
 SAMPLE_RATE = 44100
 
@@ -145,11 +148,11 @@ class TestFit:
     assert history[-1]["val1_esr"] < 0.5 * history[0]["val1_esr"]
     assert (tmp_path / "checkpoints" / "best").is_dir()
     assert (tmp_path / "checkpoints" / "last").is_dir()
-    model, params, loaded = train.load_params(str(tmp_path))
+    model, params, loaded = workdir.load_params(str(tmp_path))
     assert loaded == cfg
     y, _ = model.apply(params, jnp.asarray(
         result.dataset.val1.input).reshape(1, -1, 1), None)
-    assert train.esr(np.asarray(y).ravel(), result.dataset.val1.target) == (
+    assert metrics.esr(np.asarray(y).ravel(), result.dataset.val1.target) == (
         pytest.approx(min(r["val1_esr"] for r in history), rel=1e-5))
 
   def test_resume_equals_uninterrupted(self, tmp_path):
@@ -189,7 +192,7 @@ class TestFit:
   def test_workdir_with_other_config_is_refused(self, tmp_path):
     data = tiny_dataset()
     train.fit(tiny_config(max_epochs=1), str(tmp_path), dataset=data)
-    with pytest.raises(train.WorkdirConflict, match="learning_rate"):
+    with pytest.raises(workdir.WorkdirConflict, match="learning_rate"):
       train.fit(tiny_config(max_epochs=1, learning_rate=0.5), str(tmp_path),
                 dataset=data)
     result = train.fit(tiny_config(max_epochs=1, learning_rate=0.5),
@@ -226,14 +229,14 @@ class TestEnsemble:
     assert len(row["val1_esr_members"]) == 3
     members = np.asarray(row["val1_esr_members"])
     assert len(set(members.round(8))) == 3  # different seeds
-    y, _ = result.model.apply(result.params, train.as_batch(data.val1.input))
-    ys, _ = result.model.apply(result.params, train.as_batch(data.val1.input),
+    y, _ = result.model.apply(result.params, stream.as_batch(data.val1.input))
+    ys, _ = result.model.apply(result.params, stream.as_batch(data.val1.input),
                                method="member_outputs")
     np.testing.assert_allclose(y, ys.mean(axis=0), atol=1e-6)
-    assert train.esr(np.asarray(y).ravel(), data.val1.target) == (
+    assert metrics.esr(np.asarray(y).ravel(), data.val1.target) == (
         pytest.approx(row["val1_esr"], rel=1e-5))
-    model, params, _ = train.load_params(str(tmp_path))
-    again, _ = model.apply(params, train.as_batch(data.val1.input))
+    model, params, _ = workdir.load_params(str(tmp_path))
+    again, _ = model.apply(params, stream.as_batch(data.val1.input))
     np.testing.assert_allclose(again, y, atol=1e-6)
 
 

@@ -77,3 +77,28 @@ def output_at_last(model, params, windows):
     return model.apply(params, windows, method="predict_last")
   y, _ = model.apply(params, windows, None)
   return y[:, -1, :]
+
+
+def build_model(cfg, channels: int = 1, sample_rate=None):
+  """The model an `emu.config.Config` names: one member, or an Ensemble of
+  cfg.ensemble members.
+
+  channels: input channels (1 audio + knobs), for models that must know
+    them up front (thesis_cnn's `input_channels`).
+  sample_rate: Hz of the data, for models whose initialisation and
+    frequency response depend on it (lru, svf: `sample_rate`); a value in
+    cfg.model_kwargs wins.
+  """
+  from emu.models import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
+  kwargs = dict(cfg.model_kwargs)
+  valid = hyperparameters(cfg.model)
+  if "input_channels" in valid:
+    kwargs.setdefault("input_channels", channels)
+  if "sample_rate" in valid and sample_rate is not None:
+    kwargs.setdefault("sample_rate", float(sample_rate))
+  if cfg.ensemble == 1:
+    return create(cfg.model, **kwargs)
+  create(cfg.model, **kwargs)  # checks the names
+  return ensemble_lib.Ensemble(
+      member=cfg.model, member_kwargs=tuple(sorted(kwargs.items())),
+      size=cfg.ensemble)

@@ -1,0 +1,86 @@
+"""Training data: the Dataset a Config names and the batches of one epoch."""
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from emu import config as config_lib
+from emu import data as data_lib
+
+
+def build_dataset(cfg: config_lib.Config) -> data_lib.Dataset:
+  """The Dataset a config names (synthetic recipe or the user's files)."""
+  if cfg.dataset == "files":
+    dataset = data_lib.files_dataset(
+        cfg.train_input, cfg.train_target, val2_files=cfg.val2_files,
+        compensate_latency=cfg.compensate_latency)
+  elif cfg.dataset == "knobs":
+    dataset = data_lib.knob_dataset(
+        jax.random.PRNGKey(cfg.seed), effect=cfg.effect,
+        sample_rate=cfg.sample_rate, val1_seconds=cfg.val1_seconds,
+        val2=list(cfg.val2_files) or None)
+  else:
+    size = "mini" if cfg.dataset == "thesis_mini" else "big"
+    dataset = data_lib.thesis_dataset(
+        jax.random.PRNGKey(cfg.seed), size=size, effect=cfg.effect,
+        sample_rate=cfg.sample_rate, val1_seconds=cfg.val1_seconds,
+        val2=list(cfg.val2_files) or None)
+  if cfg.train_seconds:
+    n = int(cfg.train_seconds * dataset.sample_rate)
+    train = data_lib.Pair(dataset.train.input[:n], dataset.train.target[:n])
+    dataset = dataclasses.replace(dataset, train=train)
+  return dataset
+
+
+def epoch_batches(cfg: config_lib.Config, pair: data_lib.Pair, key):
+  """The batches of one epoch, in an order drawn from `key`.
+
+  seq2seq: every full segment of the training signal after a random offset
+  (so segment borders move between epochs), shuffled; window mode:
+  `windows_per_epoch` random target positions. Incomplete batches are
+  dropped so every step has the same shape (no re-trace).
+  """
+  offset_key, order_key = jax.random.split(key)
+  n = len(pair.input)
+  if cfg.mode == "window":
+    positions = np.asarray(jax.random.randint(
+        order_key, (cfg.windows_per_epoch,), 0, n))
+    for i in range(len(positions) // cfg.batch_size):
+      idx = positions[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+      x, t = data_lib.windows(pair, cfg.window, idx)
+      yield np.asarray(x), np.asarray(t)
+    return
+  length = cfg.segment_length
+  if n < length:
+    raise ValueError(
+        f"the training signal ({n} samples) is shorter than one segment "
+        f"({length}); lower segment_length or use more audio")
+  offset = int(jax.random.randint(offset_key, (), 0, n % length + 1))
+  count = (n - offset) // length
+  order = np.asarray(jax.random.permutation(order_key, count))
+  x_all = pair.input[offset:offset + count * length].reshape(
+      count, length, -1)
+  t_all = pair.target[offset:offset + count * length].reshape(count, length, 1)
+  gains = np.ones(count, np.float32)
+  if cfg.gain_db:
+    # A linear effect of g*x is g*y: each segment at a random level shows
+    # the model louder and quieter passages than the recipe holds.
+    gains = np.asarray(10.0 ** (jax.random.uniform(
+        jax.random.fold_in(key, 1), (count,), minval=-cfg.gain_db,
+        maxval=cfg.gain_db) / 20.0), np.float32)
+  for i in range(count // cfg.batch_size):
+    idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+    if not cfg.gain_db:
+      yield x_all[idx], t_all[idx]
+      continue
+    g = gains[idx][:, None, None]
+    x = x_all[idx].copy()
+    x[..., :1] *= g  # the audio; knob channels keep their values
+    yield x, t_all[idx] * g
+
+
+def steps_per_epoch(cfg: config_lib.Config, n_train: int) -> int:
+  if cfg.mode == "window":
+    return cfg.windows_per_epoch // cfg.batch_size
+  return (n_train // cfg.segment_length) // cfg.batch_size

@@ -1,0 +1,405 @@
+"""The training loop: `fit(config, workdir)` as named phases.
+
+  prepare -> init or restore -> loop of (run epoch -> validate -> maybe
+  checkpoint) until `stop_reason` says why -> finish
+
+`fit` builds the data and model, trains with early stopping, checkpoints
+(best and last, orbax) so that re-running into the same workdir resumes
+exactly, logs one line per epoch and writes the same numbers to
+`workdir/metrics.jsonl`.
+"""
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable, Optional
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from emu import config as config_lib
+from emu import data as data_lib
+from emu import losses
+from emu import metrics
+from emu import models
+from emu import stream
+from emu import workdir as workdir_lib
+from emu.train import batches
+from emu.train import parallel
+from emu.train import step as step_lib
+
+
+@flax.struct.dataclass
+class EarlyStopping:
+  """Early stopping as an immutable value: `update` returns a new one.
+
+  An epoch improves when its value is below best * (1 - min_delta); training
+  should stop after `patience` epochs in a row without an improvement.
+  """
+  best: float = math.inf
+  best_epoch: int = -1
+  bad_epochs: int = 0
+  patience: int = flax.struct.field(pytree_node=False, default=100)
+  min_delta: float = flax.struct.field(pytree_node=False, default=0.0)
+
+  def update(self, value: float, epoch: int) -> "EarlyStopping":
+    if value < self.best * (1.0 - self.min_delta):
+      return self.replace(best=value, best_epoch=epoch, bad_epochs=0)
+    return self.replace(bad_epochs=self.bad_epochs + 1)
+
+  @property
+  def improved(self) -> bool:
+    return self.bad_epochs == 0
+
+  @property
+  def should_stop(self) -> bool:
+    return self.bad_epochs >= self.patience
+
+  def as_array(self) -> np.ndarray:
+    """[best, best_epoch, bad_epochs], as the checkpoint stores it."""
+    return np.array([self.best, self.best_epoch, self.bad_epochs], np.float64)
+
+  def from_array(self, array) -> "EarlyStopping":
+    best, best_epoch, bad_epochs = np.asarray(array).tolist()
+    return self.replace(best=best, best_epoch=int(best_epoch),
+                        bad_epochs=int(bad_epochs))
+
+
+@dataclasses.dataclass
+class FitResult:
+  model: Any
+  params: Any
+  dataset: data_lib.Dataset
+  history: list
+  stop_reason: str
+  train_seconds: float
+  epochs: int
+  best_epoch: int
+  # How the devices shared the work: "data" (batch split, or one device),
+  # "members" (an ensemble's members split over the devices).
+  parallel: str = "data"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+  """What `_prepare` decides once; fixed for the whole run."""
+  cfg: config_lib.Config
+  workdir: str
+  dataset: data_lib.Dataset
+  full_model: Any           # what fit returns: one model or the Ensemble
+  train_step: Callable      # jitted, donates its state
+  predict: Callable         # (params, signal) -> output(s) on the host
+  to_full: Callable         # trained params -> full_model's params
+  init_state: Callable      # () -> a fresh TrainState (stacked: ensemble)
+  mesh: jax.sharding.Mesh
+  split_members: bool
+  sync_steps: bool
+  checkpoints: workdir_lib.Checkpoints
+
+  @property
+  def place_state(self):
+    return (parallel.shard_members if self.split_members
+            else parallel.replicate)
+
+  @property
+  def samples_per_step(self) -> int:
+    return self.cfg.batch_size * (
+        1 if self.cfg.mode == "window" else self.cfg.segment_length)
+
+
+@dataclasses.dataclass
+class _Loop:
+  """What the loop carries from epoch to epoch."""
+  state: Any
+  best_params: Any
+  stopper: EarlyStopping
+  epoch: int = 0
+  elapsed: float = 0.0
+  history: list = dataclasses.field(default_factory=list)
+  saved_epoch: int = 0
+  saved_at: float = 0.0
+
+  def checkpoint(self):
+    """The 'last' checkpoint's tree."""
+    return {"state": self.state, "best_params": self.best_params,
+            "stopper": self.stopper.as_array(),
+            "epoch": np.int64(self.epoch),
+            "elapsed": np.float64(self.elapsed)}
+
+
+def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
+        dataset: Optional[data_lib.Dataset] = None,
+        stop_after_epochs: Optional[int] = None) -> FitResult:
+  """Trains `cfg` into `workdir`, resuming a run that is already there.
+
+  Args:
+    cfg: the run's Config.
+    workdir: folder for config.json, metrics.jsonl and checkpoints/.
+    overwrite: replace a run with a different config instead of refusing.
+    dataset: use this Dataset instead of building the one cfg names.
+    stop_after_epochs: end this call after so many epochs in total, as if
+      interrupted (tests resume from it).
+
+  Returns:
+    FitResult with the best parameters (by val1 ESR) and the history.
+  """
+  plan = _prepare(cfg, workdir, overwrite, dataset)
+  loop = _init_or_restore(plan)
+  while True:
+    reason = stop_reason(cfg, loop, stop_after_epochs)
+    if reason:
+      break
+    start = time.perf_counter()
+    loop, row = _run_epoch(plan, loop)
+    if not math.isfinite(row["train_loss"]):
+      reason = _diverged(plan, loop, f"the training loss is {row['train_loss']}")
+      break
+    if not _validate(plan, loop, row, start):
+      reason = _diverged(plan, loop, "the val1 output is not finite")
+      break
+    _maybe_checkpoint(plan, loop)
+  return _finish(plan, loop, reason)
+
+
+def stop_reason(cfg: config_lib.Config, loop: _Loop,
+                stop_after_epochs: Optional[int] = None) -> Optional[str]:
+  """Why training stops before the next epoch, or None to go on.
+
+  The one place that decides: early stopping wins over the epoch limit,
+  which wins over the time budget and an interruption (`stop_after_epochs`).
+  A diverged loss stops inside the epoch (`_diverged`).
+  """
+  if loop.stopper.should_stop:
+    return "early_stopping"
+  if loop.epoch >= cfg.max_epochs:
+    return "max_epochs"
+  if cfg.time_budget_s and loop.elapsed >= cfg.time_budget_s:
+    return "time_budget"
+  if stop_after_epochs is not None and loop.epoch >= stop_after_epochs:
+    return "interrupted"
+  return None
+
+
+# ----------------------------------------------------------------- phases
+
+
+def _prepare(cfg, workdir, overwrite, dataset) -> _Plan:
+  """The workdir, the data, the model, its step and how devices share it."""
+  workdir_lib.prepare(cfg, workdir, overwrite)
+  dataset = dataset or batches.build_dataset(cfg)
+  channels = _channels(dataset.train.input)
+  workdir_lib.write_dataset_info(workdir, dataset, channels)
+  full_model = models.build_model(cfg, channels, dataset.sample_rate)
+  model = full_model if cfg.ensemble == 1 else models.build_model(
+      cfg.replace(ensemble=1), channels, dataset.sample_rate)
+  loss_fn = losses.combined(cfg.loss)
+  n_steps = batches.steps_per_epoch(cfg, len(dataset.train.input))
+  if n_steps < 1:
+    raise ValueError(
+        f"one epoch has no full batch: {len(dataset.train.input)} training "
+        f"samples, batch_size {cfg.batch_size}, segment_length "
+        f"{cfg.segment_length}; lower them or use more audio")
+  tx = step_lib.make_optimizer(cfg, n_steps)
+  mesh = parallel.data_mesh()
+  split_members = parallel.splits_members(cfg.ensemble, mesh.size)
+  if split_members:
+    logging.info("ensemble of %d: %d member(s) on each of %d devices",
+                 cfg.ensemble, cfg.ensemble // mesh.size, mesh.size)
+  elif cfg.batch_size % mesh.size:
+    raise ValueError(
+        f"batch_size {cfg.batch_size} does not split over {mesh.size} "
+        f"devices; use a multiple of {mesh.size}")
+  step = step_lib.make_train_step(model, tx, loss_fn, cfg)
+  init_state = _state_initializer(cfg, model, tx, channels)
+  if cfg.ensemble == 1:
+    to_full = lambda params: params
+    predict = stream.make_predict(full_model)
+  else:
+    if cfg.mode == "seq2seq" and full_model.native:  # one scan, E members
+      step = step_lib.make_ensemble_train_step(full_model, tx, loss_fn, cfg)
+    else:
+      step = jax.vmap(step, in_axes=(0, None))
+    to_full = step_lib.ensemble_params
+    predict = stream.make_predict(full_model, method="member_outputs")
+  return _Plan(
+      cfg=cfg, workdir=workdir, dataset=dataset, full_model=full_model,
+      train_step=jax.jit(step, donate_argnums=0), predict=predict,
+      to_full=to_full, init_state=init_state, mesh=mesh,
+      split_members=split_members,
+      sync_steps=parallel.sync_each_step(mesh, split_members),
+      checkpoints=workdir_lib.Checkpoints(workdir))
+
+
+def _state_initializer(cfg, model, tx, channels):
+  """() -> a fresh TrainState: one model's, or E members' from E keys
+  stacked (independent runs that share the batches)."""
+  key = jax.random.PRNGKey(cfg.seed)
+  example = jnp.zeros((1, min(cfg.segment_length, 256), channels),
+                      jnp.float32)
+  if cfg.ensemble == 1:
+    return lambda: step_lib.create_train_state(model, tx, key, example)
+  return lambda: jax.vmap(
+      lambda k: step_lib.create_train_state(model, tx, k, example))(
+          jax.random.split(key, cfg.ensemble))
+
+
+def checkpoint_template(loop: _Loop):
+  """The 'last' checkpoint's shapes (the live arrays get donated)."""
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
+                      loop.checkpoint())
+
+
+def _fresh_loop(plan: _Plan) -> _Loop:
+  state = plan.init_state()
+  return _Loop(state=state, best_params=jax.tree.map(jnp.copy, state.params),
+               stopper=EarlyStopping(patience=plan.cfg.patience,
+                                     min_delta=plan.cfg.min_delta))
+
+
+def _init_or_restore(plan: _Plan) -> _Loop:
+  """A fresh loop, or the one the 'last' checkpoint holds (to resume)."""
+  loop = _fresh_loop(plan)
+  restored = plan.checkpoints.restore("last", checkpoint_template(loop))
+  if restored is not None:
+    loop = _Loop(state=restored["state"],
+                 best_params=restored["best_params"],
+                 stopper=loop.stopper.from_array(restored["stopper"]),
+                 epoch=int(restored["epoch"]),
+                 elapsed=float(restored["elapsed"]))
+    loop.saved_epoch = loop.epoch
+    logging.info("resuming %s from epoch %d", plan.workdir, loop.epoch)
+  loop.history = workdir_lib.read_history(plan.workdir, loop.epoch)
+  workdir_lib.write_history(plan.workdir, loop.history)
+  loop.saved_at = time.perf_counter()
+  return loop
+
+
+def _run_epoch(plan: _Plan, loop: _Loop):
+  """One pass over the training batches; (loop, row of train_* means)."""
+  start = time.perf_counter()
+  epoch_key, loop.state = step_lib.next_epoch_key(loop.state,
+                                                  plan.cfg.ensemble)
+  step_metrics = []
+  loop.state = plan.place_state(loop.state, plan.mesh)
+  for batch in batches.epoch_batches(plan.cfg, plan.dataset.train,
+                                     epoch_key):
+    loop.state, step_out = plan.train_step(
+        loop.state, parallel.shard_batch(batch, plan.mesh,
+                                         split=not plan.split_members))
+    if plan.sync_steps:
+      jax.block_until_ready(step_out)
+    step_metrics.append(step_out)
+  # One host transfer per epoch.
+  step_metrics = jax.device_get(step_metrics)
+  train_time = time.perf_counter() - start
+  row = {"epoch": loop.epoch + 1}
+  for name in step_metrics[0]:
+    row["train_" + name] = float(np.mean([m[name] for m in step_metrics]))
+  row["samples_per_s"] = len(step_metrics) * plan.samples_per_step / (
+      train_time)
+  return loop, row
+
+
+def _validate(plan: _Plan, loop: _Loop, row: dict, start: float) -> bool:
+  """val1 ESR, early stopping and the best parameters; logs the epoch.
+
+  Returns False (and changes nothing) if the val1 output is not finite.
+  """
+  val1 = plan.dataset.val1
+  output = plan.predict(plan.to_full(loop.state.params), val1.input)
+  if not np.all(np.isfinite(output)):
+    return False
+  if plan.cfg.ensemble > 1:
+    row["val1_esr_members"] = [metrics.esr(y, val1.target) for y in output]
+    output = output.mean(axis=0)
+  row["val1_esr"] = metrics.esr(output, val1.target)
+  loop.epoch += 1
+  loop.elapsed += time.perf_counter() - start
+  row.update(epoch_seconds=time.perf_counter() - start,
+             elapsed_s=loop.elapsed,
+             lr_scale=plan.cfg.lr_decay ** (loop.epoch - 1))
+  loop.stopper = loop.stopper.update(row["val1_esr"], loop.epoch)
+  if loop.stopper.improved:
+    # A copy: the next step donates state.params' buffers.
+    loop.best_params = jax.tree.map(jnp.copy, loop.state.params)
+  loop.history.append(row)
+  _log_epoch(row, plan.cfg, loop.elapsed, loop.epoch)
+  workdir_lib.append_history(plan.workdir, row)
+  return True
+
+
+def _maybe_checkpoint(plan: _Plan, loop: _Loop, force: bool = False):
+  """Saves last (and best) if checkpoint_every_s has passed (or `force`);
+  the time it takes counts as training."""
+  if loop.saved_epoch == loop.epoch:
+    return
+  if not force and (time.perf_counter() - loop.saved_at
+                    < plan.cfg.checkpoint_every_s):
+    return
+  start = time.perf_counter()
+  plan.checkpoints.save("last", loop.checkpoint())
+  plan.checkpoints.save("best", {"params": plan.to_full(loop.best_params)})
+  loop.saved_epoch, loop.saved_at = loop.epoch, time.perf_counter()
+  loop.elapsed += loop.saved_at - start
+
+
+def _diverged(plan: _Plan, loop: _Loop, what: str) -> str:
+  """Non-finite numbers: keeps the best parameters of the last checkpoint."""
+  logging.error(
+      "epoch %d: %s; stopping and keeping the last good checkpoint (epoch "
+      "%d). Lower learning_rate or set grad_clip.", loop.epoch + 1, what,
+      loop.saved_epoch)
+  restored = plan.checkpoints.restore("last", checkpoint_template(loop))
+  if restored is not None:
+    loop.best_params = restored["best_params"]
+  loop.saved_epoch = loop.epoch  # nothing new worth saving
+  return "diverged"
+
+
+def _finish(plan: _Plan, loop: _Loop, reason: str) -> FitResult:
+  _maybe_checkpoint(plan, loop, force=True)
+  logging.info("training stopped (%s) after %d epochs, %.1f s; best val1 "
+               "ESR %.3e at epoch %d", reason, loop.epoch, loop.elapsed,
+               loop.stopper.best, loop.stopper.best_epoch)
+  return FitResult(model=plan.full_model,
+                   params=plan.to_full(loop.best_params),
+                   dataset=plan.dataset, history=loop.history,
+                   stop_reason=reason, train_seconds=loop.elapsed,
+                   epochs=loop.epoch, best_epoch=loop.stopper.best_epoch,
+                   parallel="members" if plan.split_members else "data")
+
+
+def _log_epoch(row, cfg, elapsed, epoch):
+  per_epoch = elapsed / max(epoch, 1)
+  eta = per_epoch * (cfg.max_epochs - epoch)
+  if cfg.time_budget_s:
+    eta = min(eta, max(cfg.time_budget_s - elapsed, 0.0))
+  logging.info(
+      "epoch %d/%d loss %.3e val1_esr %.3e | %.0fk samples/s | %.1f s "
+      "elapsed, ETA %.0f s", epoch, cfg.max_epochs, row["train_loss"],
+      row["val1_esr"], row["samples_per_s"] / 1e3, elapsed, eta)
+
+
+def _channels(signal) -> int:
+  """Input channels of a [time] or [time, channels] signal."""
+  return 1 if np.ndim(signal) == 1 else int(np.shape(signal)[-1])
+
+
+def restore_last_params(cfg: config_lib.Config,
+                        checkpoints: workdir_lib.Checkpoints, channels: int,
+                        sample_rate=None):
+  """The parameters of the 'last' checkpoint, which holds the whole training
+  state, as the full model takes them; None if there is none."""
+  member = models.build_model(cfg.replace(ensemble=1), channels, sample_rate)
+  tx = step_lib.make_optimizer(cfg, 1)  # the schedule does not shape state
+  state = jax.eval_shape(_state_initializer(cfg, member, tx, channels))
+  template = checkpoint_template(_Loop(state=state, best_params=state.params,
+                                       stopper=EarlyStopping()))
+  restored = checkpoints.restore("last", template)
+  if restored is None:
+    return None
+  return (step_lib.ensemble_params if cfg.ensemble > 1 else
+          (lambda p: p))(restored["state"].params)

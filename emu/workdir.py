@@ -1,0 +1,238 @@
+"""The run folder: the one module that knows its layout.
+
+A run's folder (`experiments/run.py --workdir=DIR`, `emu.train.fit(cfg,
+DIR)`) holds:
+
+  config.json       the run's Config (CONFIG)
+  flags.txt         the command line that made it (FLAGS)
+  dataset.json      the data's name, sample rate, length, channels (DATASET)
+  data_report.json  levels, latency, repeatability of a user's pair
+                    (DATA_REPORT)
+  metrics.jsonl     one line per epoch (METRICS)
+  checkpoints/      orbax checkpoints 'best' (params) and 'last' (the whole
+                    training state) (CHECKPOINTS)
+  report.json       every metric of the evaluation (REPORT)
+  report.html, listening_test.html   pages to read and listen (REPORT_HTML,
+                    LISTENING_TEST)
+  audio/, plots/    WAVs and figures (AUDIO, PLOTS)
+
+Every other module names these files through `path(workdir, NAME)` and reads
+or writes them through the helpers here.
+"""
+
+import json
+import os
+import shutil
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+
+from emu import config as config_lib
+
+CONFIG = "config.json"
+FLAGS = "flags.txt"
+DATASET = "dataset.json"
+DATA_REPORT = "data_report.json"
+METRICS = "metrics.jsonl"
+CHECKPOINTS = "checkpoints"
+REPORT = "report.json"
+REPORT_HTML = "report.html"
+LISTENING_TEST = "listening_test.html"
+AUDIO = "audio"
+PLOTS = "plots"
+
+# What a run with another config loses when it is replaced (--overwrite).
+_TRAINING_FILES = (CHECKPOINTS, METRICS)
+
+
+class WorkdirConflict(ValueError):
+  """The workdir holds a run with a different config."""
+
+
+def path(workdir: str, name: str) -> str:
+  """workdir/name for one of this module's file names."""
+  return os.path.join(workdir, name)
+
+
+def read_json(workdir: str, name: str):
+  with open(path(workdir, name)) as f:
+    return json.load(f)
+
+
+def write_json(workdir: str, name: str, tree, indent=None):
+  """Writes atomically (a temporary file, then a rename)."""
+  final = path(workdir, name)
+  with open(final + ".tmp", "w") as f:
+    json.dump(tree, f, indent=indent)
+  os.replace(final + ".tmp", final)
+
+
+def read_config(workdir: str) -> config_lib.Config:
+  """The Config of the run in workdir; FileNotFoundError if there is none."""
+  config_path = path(workdir, CONFIG)
+  if not os.path.exists(config_path):
+    raise FileNotFoundError(
+        f"{workdir} holds no run (no {CONFIG}); train one with "
+        "experiments/run.py --workdir=...")
+  with open(config_path) as f:
+    return config_lib.Config.from_json(f.read())
+
+
+def check_resumable(cfg: config_lib.Config, workdir: str,
+                    overwrite: bool) -> bool:
+  """Whether workdir holds a run of another config that will be replaced.
+
+  Raises WorkdirConflict if it holds one and overwrite is False. Writes
+  nothing.
+  """
+  if not os.path.exists(path(workdir, CONFIG)):
+    return False
+  diff = read_config(workdir).differences(cfg)
+  if diff and not overwrite:
+    listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+    raise WorkdirConflict(
+        f"{workdir} holds a run with a different config ({listed}). Use a "
+        "new workdir, or pass overwrite=True (--overwrite) to replace it.")
+  return bool(diff)
+
+
+def prepare(cfg: config_lib.Config, workdir: str, overwrite: bool):
+  """Creates workdir or checks that it holds the same run (to resume); then
+  writes cfg's config.json."""
+  replace = check_resumable(cfg, workdir, overwrite)
+  os.makedirs(workdir, exist_ok=True)
+  if replace:
+    logging.warning("overwriting the run in %s", workdir)
+    for name in _TRAINING_FILES:
+      target = path(workdir, name)
+      if os.path.isdir(target):
+        shutil.rmtree(target)
+      elif os.path.exists(target):
+        os.remove(target)
+  with open(path(workdir, CONFIG), "w") as f:
+    f.write(cfg.to_json())
+
+
+def read_history(workdir: str, upto_epoch=None) -> list:
+  """metrics.jsonl's rows (up to and including epoch `upto_epoch`)."""
+  metrics_path = path(workdir, METRICS)
+  if not os.path.exists(metrics_path):
+    return []
+  with open(metrics_path) as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  return [r for r in rows if upto_epoch is None or r["epoch"] <= upto_epoch]
+
+
+def write_history(workdir: str, history):
+  """Replaces metrics.jsonl with `history` (atomically)."""
+  metrics_path = path(workdir, METRICS)
+  with open(metrics_path + ".tmp", "w") as f:
+    for row in history:
+      f.write(json.dumps(row) + "\n")
+  os.replace(metrics_path + ".tmp", metrics_path)
+
+
+def append_history(workdir: str, row):
+  with open(path(workdir, METRICS), "a") as f:
+    f.write(json.dumps(row) + "\n")
+
+
+def write_dataset_info(workdir: str, dataset, channels: int):
+  write_json(workdir, DATASET, {
+      "name": dataset.name, "sample_rate": dataset.sample_rate,
+      "train_samples": len(dataset.train.input), "channels": channels})
+
+
+def dataset_info(workdir: str) -> dict:
+  return read_json(workdir, DATASET)
+
+
+def sample_rate_of(workdir: str) -> int:
+  """The sample rate (Hz) a run in workdir was trained at."""
+  return int(dataset_info(workdir)["sample_rate"])
+
+
+def _orbax_record(record) -> bool:
+  return "/orbax/" not in record.pathname or record.levelno >= 30
+
+
+def _quiet_orbax():
+  """Keeps orbax's per-save INFO lines out of the epoch log."""
+  logger = logging.get_absl_logger()
+  if _orbax_record not in logger.filters:
+    logger.addFilter(_orbax_record)
+
+
+class Checkpoints:
+  """best/ and last/ under workdir/checkpoints, replaced atomically.
+
+  A save goes to `<name>.new`, then swaps in, so an interrupted save never
+  loses the previous checkpoint.
+  """
+
+  def __init__(self, workdir):
+    _quiet_orbax()
+    self.root = os.path.join(os.path.abspath(workdir), CHECKPOINTS)
+    self.checkpointer = ocp.StandardCheckpointer()
+
+  def path(self, name):
+    return os.path.join(self.root, name)
+
+  def save(self, name, tree):
+    final, new, old = (self.path(name) + s for s in ("", ".new", ".old"))
+    shutil.rmtree(new, ignore_errors=True)
+    self.checkpointer.save(new, tree)
+    self.checkpointer.wait_until_finished()
+    if os.path.exists(final):
+      shutil.rmtree(old, ignore_errors=True)
+      os.rename(final, old)
+    os.rename(new, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+  def exists(self, name) -> bool:
+    return any(os.path.exists(self.path(name) + s) for s in ("", ".old"))
+
+  def restore(self, name, target):
+    """The checkpoint `name` (or its .old) as `target`'s shapes, every array
+    on this process's first device, whatever devices saved it (a run
+    trained with its members or batch split over 2 devices loads in a
+    one-device process; the training loop places the arrays again)."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+        target)
+    for candidate in (self.path(name), self.path(name) + ".old"):
+      if os.path.exists(candidate):
+        return self.checkpointer.restore(candidate, target)
+    return None
+
+
+def load_params(workdir: str, which: str = "best"):
+  """(model, params, config) of a finished or running run in workdir.
+
+  which: 'best' (the parameters with the lowest val1 ESR) or 'last' (those
+  of the last checkpointed epoch).
+  """
+  from emu import models  # pylint: disable=g-import-not-at-top
+  if which not in ("best", "last"):
+    raise ValueError(f"unknown checkpoint {which!r}; choose best or last")
+  cfg = read_config(workdir)
+  info = dataset_info(workdir)
+  channels = info.get("channels", 1)
+  model = models.build_model(cfg, channels, info.get("sample_rate"))
+  params = jax.eval_shape(model.init, jax.random.PRNGKey(0),
+                          jnp.zeros((1, 256, channels), jnp.float32))
+  checkpoints = Checkpoints(workdir)
+  if which == "best":
+    restored = checkpoints.restore("best", {"params": params})
+    restored = restored and restored["params"]
+  else:
+    from emu.train import loop  # pylint: disable=g-import-not-at-top
+    restored = loop.restore_last_params(cfg, checkpoints, channels,
+                                        info.get("sample_rate"))
+  if restored is None:
+    raise FileNotFoundError(
+        f"{workdir} has no '{which}' checkpoint yet; train at least one epoch")
+  return model, restored, cfg
