@@ -1,0 +1,225 @@
+"""Reading audio files and checking them: voice clips and users' WAV pairs.
+
+`load_voice` joins voice clips into one mono validation signal;
+`load_pair` reads a user's recorded (input, target) pair and checks it,
+each problem a `DataError` that names the fix, and `files_dataset` splits
+that pair into train and val1.
+
+Free voice clips: Debian/Ubuntu's alsa-utils package ships short spoken
+clips in /usr/share/sounds/alsa/ (Front_Center.wav, ...; Noise.wav is not a
+voice, so the default glob leaves it out); see
+`DEFAULT_VOICE_GLOB`.
+"""
+
+import glob
+import math
+import os
+import warnings
+
+from absl import logging
+import numpy as np
+import scipy.signal
+import soundfile
+
+from emu.data import latency as latency_lib
+from emu.data import pairs
+
+# The spoken clips (Front_*, Rear_*, Side_*), not Noise.wav.
+DEFAULT_VOICE_GLOB = '/usr/share/sounds/alsa/[FRS]*_*.wav'
+
+VOICE_PEAK = 0.9
+VOICE_GAP_SECONDS = 0.1
+CLIP_LEVEL = 0.999
+SILENCE_PEAK = 1e-6  # -120 dBFS: below one 16-bit step.
+
+
+def _read(path):
+  """(float32 [time, channels], sample rate) or DataError naming `path`."""
+  if not os.path.isfile(path):
+    raise pairs.DataError(f'{path}: file not found; check the path')
+  try:
+    audio, rate = soundfile.read(path, dtype='float32', always_2d=True)
+  except (RuntimeError, soundfile.SoundFileError) as err:
+    raise pairs.DataError(
+        f'{path}: cannot read it as audio ({err}); soundfile reads WAV, '
+        'FLAC, OGG and AIFF: convert it first, e.g. ffmpeg -i in.mp3 '
+        'out.wav') from err
+  return audio, rate
+
+
+def load_voice(paths, sample_rate=44100):
+  """Loads voice clips as one mono signal for validation.
+
+  Each file is mixed to mono, resampled to `sample_rate` with
+  scipy.signal.resample_poly if its rate differs (logged), peak-normalised
+  to 0.9, and the clips are joined with 0.1 s of silence between them.
+
+  Args:
+    paths: a list of paths, or one path or glob pattern (e.g.
+      `DEFAULT_VOICE_GLOB`, from Debian's alsa-utils package).
+    sample_rate: Hz of the result.
+
+  Returns:
+    numpy float32 [time].
+
+  Raises:
+    DataError: no file matches, a file is missing, unreadable or silent.
+  """
+  if isinstance(paths, (str, os.PathLike)):
+    pattern = os.fspath(paths)
+    paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [
+        pattern]
+  else:
+    pattern = None
+  if not paths and pattern:
+    raise pairs.DataError(
+        f'no files match {pattern}; pass your own WAV paths, or install '
+        "Debian's alsa-utils for /usr/share/sounds/alsa/*.wav")
+  if not paths:
+    raise pairs.DataError('no voice files given; pass a list of WAV paths')
+  gap = np.zeros(int(round(VOICE_GAP_SECONDS * sample_rate)), np.float32)
+  clips = []
+  for path in paths:
+    audio, rate = _read(os.fspath(path))
+    if audio.shape[1] > 1:
+      logging.info('%s: mixing %d channels to mono', path, audio.shape[1])
+    clip = audio.mean(axis=1)
+    if rate != sample_rate:
+      logging.info('%s: resampling %d Hz -> %d Hz', path, rate, sample_rate)
+      g = math.gcd(rate, sample_rate)
+      clip = scipy.signal.resample_poly(clip, sample_rate // g, rate // g)
+    peak = np.max(np.abs(clip), initial=0.)
+    if peak <= SILENCE_PEAK:
+      raise pairs.DataError(f'{path} is silent (peak {peak:.1e}); pick '
+                            'another clip')
+    clips += [gap, (clip * (VOICE_PEAK / peak)).astype(np.float32)]
+  return np.concatenate(clips[1:])
+
+
+def _pick_channel(audio, path, channel):
+  channels = audio.shape[1]
+  if channels == 1:
+    return audio[:, 0]
+  if channel is None:
+    raise pairs.DataError(
+        f'{path} has {channels} channels; pass channel=0..{channels - 1} '
+        'to pick one (or mix the file down to mono first)')
+  if not 0 <= channel < channels:
+    raise pairs.DataError(f'channel={channel} but {path} has {channels} '
+                          f'channels (0..{channels - 1})')
+  return audio[:, channel]
+
+
+def _check_samples(audio, path, sample_rate):
+  bad = ~np.isfinite(audio)
+  if bad.any():
+    first = int(np.argmax(bad))
+    raise pairs.DataError(
+        f'{path} has {int(bad.sum())} NaN/inf samples (first at sample '
+        f'{first}, {first / sample_rate:.3f} s); re-render or repair it')
+  peak = float(np.max(np.abs(audio), initial=0.))
+  if peak <= SILENCE_PEAK:
+    raise pairs.DataError(f'{path} is silent (peak {peak:.1e}); check that '
+                          'the right file and channel were exported')
+  clipped = int(np.sum(np.abs(audio) >= CLIP_LEVEL))
+  if clipped:
+    warnings.warn(
+        f'{path}: {clipped} samples at or above {CLIP_LEVEL} of full scale '
+        '(clipped?); a model will learn the clipping too', stacklevel=3)
+
+
+def load_pair(input_path, target_path, channel=None,
+              compensate_latency=False, max_latency_ms=50.):
+  """Loads a user's recorded (input, target) pair and checks it.
+
+  Nothing is resampled. Checks, each failing with a `DataError` that names
+  the fix: both files readable, equal sample rates, one channel (or
+  `channel`), equal lengths, no NaN/inf, not silent, and target aligned
+  with input (see `estimate_latency`). Clipped samples (|x| >= 0.999) only
+  warn (UserWarning).
+
+  Args:
+    input_path: WAV (or FLAC, ...) of the dry input.
+    target_path: the effect's output, recorded from that input.
+    channel: which channel to use from multi-channel files.
+    compensate_latency: if the target lags (or leads), shift it to align
+      and trim both to the common part instead of raising.
+    max_latency_ms: largest latency searched, ms; 0 skips the check.
+
+  Returns:
+    (Pair, sample_rate in Hz).
+  """
+  audio_in, rate_in = _read(input_path)
+  audio_out, rate_out = _read(target_path)
+  if rate_in != rate_out:
+    raise pairs.DataError(
+        f'{input_path} is at {rate_in} Hz but {target_path} is at '
+        f'{rate_out} Hz; resample one of them (e.g. with '
+        'scipy.signal.resample_poly or sox) so both match')
+  x = _pick_channel(audio_in, input_path, channel)
+  y = _pick_channel(audio_out, target_path, channel)
+  if x.shape[0] != y.shape[0]:
+    longer = target_path if y.shape[0] > x.shape[0] else input_path
+    diff = abs(y.shape[0] - x.shape[0])
+    raise pairs.DataError(
+        f'{input_path} has {x.shape[0]} samples, {target_path} has '
+        f'{y.shape[0]}: {longer} is longer by {diff} samples '
+        f'({1000. * diff / rate_in:.1f} ms); trim it so both files start '
+        'together and have the same length')
+  _check_samples(x, input_path, rate_in)
+  _check_samples(y, target_path, rate_in)
+  max_lag = min(int(round(max_latency_ms * rate_in / 1000.)), x.shape[0] - 1)
+  latency = (latency_lib.estimate_latency(x, y, max_lag) if max_lag > 0
+             else 0)
+  if latency:
+    ms = 1000. * latency / rate_in
+    if not compensate_latency:
+      how = 'lags' if latency > 0 else 'leads'
+      raise pairs.DataError(
+          f'{target_path} {how} {input_path} by {abs(latency)} samples '
+          f'({abs(ms):.2f} ms at {rate_in} Hz, from their '
+          'cross-correlation); pass compensate_latency=True to shift the '
+          'target and trim both, or align the files in an editor. If the '
+          'effect itself is a slow filter with no real latency, pass '
+          'max_latency_ms=0 to skip this check')
+    logging.info('%s: compensating %d samples (%.2f ms) of latency',
+                 target_path, latency, ms)
+    if latency > 0:
+      x, y = x[:-latency], y[latency:]
+    else:
+      x, y = x[-latency:], y[:latency]
+  return (pairs.Pair(np.ascontiguousarray(x), np.ascontiguousarray(y)),
+          rate_in)
+
+
+def files_dataset(input_path, target_path, val_fraction=0.1, val2_files=(),
+                  channel=None, compensate_latency=False):
+  """A Dataset from one recorded (input, target) pair, checked by `load_pair`.
+
+  The last `val_fraction` of the recording becomes val1 (kept in time
+  order, so no training audio leaks into it); the rest is train.
+
+  Args:
+    input_path, target_path: the dry input and the effect's output.
+    val_fraction: share of the recording held out for val1, in (0, 1).
+    val2_files: must be empty: a voice clip needs the effect's output too,
+      which only the user's own recording can give.
+    channel, compensate_latency: as for `load_pair`.
+
+  Returns:
+    A `Dataset` named 'files_<input file name>'.
+  """
+  if val2_files:
+    raise pairs.DataError(
+        'val2 voice clips need targets, and with your own files the effect '
+        'is unknown: record the voice through the effect, append it to '
+        'your input/target pair, and leave val2_files empty')
+  if not 0. < val_fraction < 1.:
+    raise ValueError(f'val_fraction must be in (0, 1), got {val_fraction}')
+  pair, rate = load_pair(input_path, target_path, channel=channel,
+                         compensate_latency=compensate_latency)
+  split = int(round(len(pair.input) * (1. - val_fraction)))
+  train = pairs.Pair(pair.input[:split], pair.target[:split])
+  val1 = pairs.Pair(pair.input[split:], pair.target[split:])
+  name = os.path.splitext(os.path.basename(input_path))[0]
+  return pairs.Dataset(f'files_{name}', rate, train, val1)
