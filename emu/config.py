@@ -17,93 +17,106 @@ MODES = ("seq2seq", "window")
 DATASETS = ("thesis_mini", "thesis_big", "files", "knobs")
 
 
+def _field(default, help, **metadata):  # pylint: disable=redefined-builtin
+  """A Config field with its help, the one place the flag's help lives.
+
+  metadata: choices (an enum flag), cli ('list', 'weights'; the flag's
+  form when it differs from the field's type), flag (False: no flag).
+  """
+  kw = ({"default_factory": default} if callable(default)
+        else {"default": default})
+  return dataclasses.field(metadata={"help": help, **metadata}, **kw)
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
   """Everything a run needs. Units are in the names: samples, seconds, Hz.
 
-  Data
-    dataset: 'thesis_mini' (20 s recipe), 'thesis_big' (7.8 M samples),
-      'files' (the user's own WAV pairs, `train_input`/`train_target`) or
-      'knobs' (the mini recipe through a knob effect whose settings change
-      clip by clip; val1 at settings never trained on).
-    effect: name in `emu.effects.EFFECTS` applied to the synthetic recipe,
-      or in `emu.effects.KNOB_EFFECTS` for dataset 'knobs'.
-    sample_rate: Hz, for the synthetic recipe.
-    train_seconds: optional cut of the training signal (CI uses tiny ones).
-    val1_seconds: length of the validation set of new recipe chunks.
-    val2_files: recorded voice WAVs for val2 (empty: no val2).
-    train_input, train_target: the user's recorded pair (dataset 'files');
-      the last 10% becomes val1.
-    compensate_latency: shift a lagging target into line with its input
-      (dataset 'files') instead of refusing the pair.
-  Model
-    model: registered name (`emu.models.names()`).
-    model_kwargs: hyperparameters passed to `emu.models.create`.
-    ensemble: E > 1 trains E members from different seeds in one jitted
-      step (one-layer LSTMs in one scan, other families vmapped); the model
-      is their mean (`emu.models.ensemble.Ensemble`).
-  Training
-    mode: 'seq2seq' (truncated BPTT over segments) or 'window' (the thesis:
-      the `window` samples up to t -> the target at t).
-    segment_length: samples per training segment (seq2seq).
-    warmup: samples at the start of each segment that are run but not
-      scored, so the state has settled (seq2seq).
-    tbptt: gradients are truncated every `tbptt` samples inside a segment;
-      the state is still carried. 0 means the whole segment.
-    window: samples per window (window mode).
-    windows_per_epoch: windows drawn per epoch (window mode).
-    batch_size: segments or windows per step.
-    gain_db: scale each training segment's input and target by a random
-      gain in [-gain_db, +gain_db] dB (seq2seq). Valid for linear effects
-      only (an EQ): a nonlinear effect of g*x is not g times its output.
-    loss: weights of the losses in `emu.losses.LOSSES`.
-    learning_rate, lr_decay (multiplied per epoch), grad_clip (global norm,
-      0 = off), max_epochs, patience (epochs without a val1 improvement of
-      at least min_delta, relative), time_budget_s (0 = none).
-    seed: the one source of randomness: data, init and batch order.
-    checkpoint_every_s: write the last/best checkpoints at most this often
-      (seconds; 0 = every epoch) and always when training stops; a crash
-      loses at most this much training, and short epochs are not slowed
-      down by saving.
-  Evaluation
-    stream_blocks: block sizes (samples) whose streaming speed is measured.
+  Each field's help is in its definition below; `experiments/run.py` makes
+  one flag of each (`emu.cli`), with the same name, help and default.
   """
 
-  dataset: str = "thesis_mini"
-  effect: str = "hpf440"
-  sample_rate: int = 44100
-  train_seconds: float = 0.0
-  val1_seconds: float = 6.0
-  val2_files: tuple = ()
-  train_input: str = ""
-  train_target: str = ""
-  compensate_latency: bool = False
+  # Data.
+  dataset: str = _field(
+      "thesis_mini", "'thesis_mini' (the 20 s recipe), 'thesis_big' (7.8 M "
+      "samples), 'files' (your own WAV pair: train_input, train_target) or "
+      "'knobs' (the mini recipe through a knob effect whose settings change "
+      "clip by clip; val1 at settings never trained on).",
+      choices=DATASETS)
+  effect: str = _field(
+      "hpf440", "Effect applied to the synthetic recipe (emu.effects."
+      "EFFECTS; emu.effects.KNOB_EFFECTS for dataset 'knobs').")
+  sample_rate: int = _field(44100, "Hz, for the synthetic recipe.")
+  train_seconds: float = _field(
+      0.0, "Use only this much of the training signal (0 = all).")
+  val1_seconds: float = _field(6.0, "Seconds of new recipe chunks in val1.")
+  val2_files: tuple = _field(
+      tuple, "Recorded voice WAVs for val2 (paths or glob patterns), e.g. "
+      "/usr/share/sounds/alsa/Front_*.wav from Debian's alsa-utils; empty: "
+      "no val2.", cli="list")
+  train_input: str = _field("", "Input WAV (dataset 'files').")
+  train_target: str = _field(
+      "", "Target WAV, the input recorded through the device (dataset "
+      "'files'); its last 10% becomes val1.")
+  compensate_latency: bool = _field(
+      False, "Shift a target that lags its input into line instead of "
+      "refusing the pair (dataset 'files').")
 
-  model: str = "lstm"
-  model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-  ensemble: int = 1
+  # Model.
+  model: str = _field("lstm", "Model family (emu.models.names()).")
+  model_kwargs: Mapping[str, Any] = _field(
+      dict, "Hyperparameters passed to emu.models.create (one flag each).",
+      flag=False)
+  ensemble: int = _field(
+      1, "Members trained together in one step from different seeds; the "
+      "model is their mean (emu.models.ensemble.Ensemble).")
 
-  mode: str = "seq2seq"
-  segment_length: int = 8192
-  warmup: int = 1024
-  tbptt: int = 0
-  window: int = 1024
-  windows_per_epoch: int = 65536
-  batch_size: int = 16
-  gain_db: float = 0.0
-  loss: Mapping[str, float] = dataclasses.field(
-      default_factory=lambda: {"esr": 1.0})
-  learning_rate: float = 5e-3
-  lr_decay: float = 1.0
-  grad_clip: float = 0.0
-  max_epochs: int = 100
-  patience: int = 100
-  min_delta: float = 0.0
-  time_budget_s: float = 0.0
-  seed: int = 0
-  checkpoint_every_s: float = 30.0
+  # Training.
+  mode: str = _field(
+      "seq2seq", "seq2seq (truncated BPTT over segments) or window (the "
+      "thesis: the `window` samples up to t -> the target at t).",
+      choices=MODES)
+  segment_length: int = _field(8192, "Samples per training segment "
+                               "(seq2seq).")
+  warmup: int = _field(
+      1024, "Samples at the start of each segment that are run but not "
+      "scored, so the state has settled (seq2seq).")
+  tbptt: int = _field(
+      0, "Truncate gradients every N samples inside a segment; the state is "
+      "still carried (0 = never).")
+  window: int = _field(1024, "Samples per window (window mode; thesis_cnn's "
+                       "K).")
+  windows_per_epoch: int = _field(65536, "Windows drawn per epoch (window "
+                                  "mode).")
+  batch_size: int = _field(16, "Segments or windows per step.")
+  gain_db: float = _field(
+      0.0, "Scale each training segment's input and target by a random gain "
+      "in +-gain_db dB (seq2seq). Linear effects only: a nonlinear effect "
+      "of g*x is not g times its output.")
+  loss: Mapping[str, float] = _field(
+      lambda: {"esr": 1.0}, "Weighted losses, e.g. "
+      "'mse=1,esr_pre=1,mrstft=2e-4' (emu.losses.LOSSES).", cli="weights")
+  learning_rate: float = _field(5e-3, "Adam's rate.")
+  lr_decay: float = _field(1.0, "Learning rate factor per epoch.")
+  grad_clip: float = _field(0.0, "Global-norm gradient clip (0 = off).")
+  max_epochs: int = _field(100, "Epoch limit.")
+  patience: int = _field(
+      100, "Early stopping: epochs without a val1 improvement of at least "
+      "min_delta.")
+  min_delta: float = _field(
+      0.0, "Early stopping: relative improvement that counts.")
+  time_budget_s: float = _field(
+      0.0, "Stop training after this many seconds (0 = none).")
+  seed: int = _field(
+      0, "The one source of randomness: data, init and batch order.")
+  checkpoint_every_s: float = _field(
+      30.0, "Write the last/best checkpoints at most this often (seconds; 0 "
+      "= every epoch) and always when training stops.")
 
-  stream_blocks: tuple = (1, 64, 512)
+  # Evaluation.
+  stream_blocks: tuple = _field(
+      lambda: (1, 64, 512), "Block sizes (samples) whose streaming speed the "
+      "report measures.", cli="list")
 
   def __post_init__(self):
     _check_choice("mode", self.mode, MODES)

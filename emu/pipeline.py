@@ -1,0 +1,76 @@
+"""The whole run: data report -> fit -> evaluate -> HTML report.
+
+What `experiments/run.py` calls, and what a notebook calls to get the same
+run folder:
+
+  report = emu.pipeline.run(cfg, "/tmp/run")
+"""
+
+from typing import Optional
+
+from absl import logging
+import jax
+
+from emu import config as config_lib
+from emu import data as data_lib
+from emu import datareport
+from emu import evaluate as evaluate_lib
+from emu import models
+from emu import report_html
+from emu import train
+from emu import workdir as workdir_lib
+
+
+def run(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
+        flags_text: Optional[str] = None,
+        dataset: Optional[data_lib.Dataset] = None) -> dict:
+  """Trains and evaluates cfg into workdir; returns the report.
+
+  A workdir holding a run of another config is refused (WorkdirConflict)
+  before anything is written, unless overwrite. flags_text: the command
+  line, saved as flags.txt.
+  """
+  workdir_lib.check_resumable(cfg, workdir, overwrite)
+  if cfg.dataset == "files":
+    # Levels, latency and the device's repeatability, before any training.
+    datareport.report_files(cfg.train_input, cfg.train_target,
+                            workdir=workdir)
+  result = train.fit(cfg, workdir, overwrite=overwrite, dataset=dataset)
+  if flags_text is not None:
+    with open(workdir_lib.path(workdir, workdir_lib.FLAGS), "w") as f:
+      f.write(flags_text)
+  info = {"train_seconds": result.train_seconds, "epochs": result.epochs,
+          "best_epoch": result.best_epoch, "stop_reason": result.stop_reason,
+          "devices": len(jax.devices()), "parallel": result.parallel}
+  report = evaluate_lib.evaluate(
+      result.model, result.params, result.dataset, workdir, cfg=cfg,
+      history=result.history, train_info=info,
+      stream_blocks=cfg.stream_blocks)
+  logging.info("report: %s", report_html.write_report_html(workdir))
+  return report
+
+
+def parameter_count(cfg: config_lib.Config) -> int:
+  """The parameters of cfg's model, from shapes alone (nothing runs)."""
+  channels = 1
+  if cfg.dataset == "knobs":
+    from emu import effects  # pylint: disable=g-import-not-at-top
+    channels += len(effects.knob_effect(cfg.effect).knobs)
+  model = models.build_model(cfg, channels, cfg.sample_rate)
+  length = cfg.window if cfg.mode == "window" else 256
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
+                          jax.ShapeDtypeStruct((1, length, channels),
+                                               "float32"))
+  return sum(int(s.size) for s in jax.tree.leaves(shapes))
+
+
+def summary_line(workdir: str, report: dict) -> str:
+  """The one line a finished run prints."""
+  line = [f"{workdir}: {report['model']} ({report['parameters']} "
+          f"parameters), {report['epochs']} epochs in "
+          f"{report['train_seconds']:.0f} s"]
+  for name in ("val1", "val2"):
+    if name in report:
+      line.append(f"{name} ESR {report[name]['esr']:.3e}, acc12 "
+                  f"{report[name]['acc12']:.3f}")
+  return "; ".join(line)
