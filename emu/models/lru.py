@@ -14,14 +14,14 @@ exactly. A one-layer LRU is therefore a linear,
 time-invariant filter (an EQ), with `frequency_response` to prove it.
 
 Deeper stacks put a pointwise nonlinearity between the filters, a
-Wiener-Hammerstein cascade for nonlinear effects:
+Wiener-Hammerstein cascade for nonlinear effects (emu.models.ssm.Stack):
 
   z = layer_0(x)                                   channels -> features
   z = layer_l(z + mix_l(gelu(z)))  l = 1..L-1      features -> features (1)
 
 Knobs (`knob_hidden` > 0). Channels 1: of x (knobs in [0, 1]) then set
 every layer's filter per sample instead of entering it as signals: a small
-MLP per layer (`KnobFiLM`, a linear path plus one tanh layer of
+MLP per layer (`ssm.KnobFiLM`, a linear path plus one tanh layer of
 `knob_hidden` units, zero at initialisation) maps the knobs at sample t to
 offsets of nu_log and theta_log (poles that move in octaves as the knob
 turns, the log taper of a frequency knob being linear in them), complex
@@ -51,7 +51,6 @@ layer, so streaming, the scan backends and the readout are shared.
 """
 
 import math
-from typing import Callable
 
 import flax.linen as nn
 import jax
@@ -59,6 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from emu.models import scan
+from emu.models import ssm
 
 # The least decay rate per sample: |lambda| <= exp(-1e-6), a time constant of
 # 1e6 samples (23 s at 44.1 kHz), far from 1 in float32 (whose spacing below
@@ -66,7 +66,7 @@ from emu.models import scan
 NU_MIN = 1e-6
 
 
-class LRULayer(nn.Module):
+class LRULayer(ssm.Layer):
   """One diagonal complex linear recurrence with a real readout.
 
   Attributes:
@@ -74,27 +74,18 @@ class LRULayer(nn.Module):
     state_size: N, complex modes.
     r_min, r_max: initial pole radii, |lambda| drawn so that |lambda|^2 is
       uniform in [r_min^2, r_max^2] (uniform on the ring).
-    f_min_hz, f_max_hz, sample_rate: initial pole angles, log-spaced over
-      [f_min_hz, f_max_hz] (one random point per log-frequency stratum).
     normalize: multiply B by gamma = sqrt(1 - |lambda|^2), so each mode's
       white-noise gain starts at |B|^2 whatever its radius.
-    knob_hidden: hidden width of the knob MLP when the layer is called
-      with `knobs` (see the module docstring).
-    knob_sweep_hz: () or (low, high): with knobs, start every mode as a
-      Butterworth pair at `low` Hz for knob 0 moving log-linearly to
-      `high` Hz at knob 1 (the first knob).
-    backend, unroll: see emu.models.scan.linear_recurrence.
+    f_min_hz, f_max_hz, sample_rate: initial pole angles, log-spaced over
+      [f_min_hz, f_max_hz] (ssm.log_spaced_hz).
+    knob_hidden, knob_sweep_hz: the knob MLP when the layer is called with
+      `knobs` (see the module docstring); with a sweep every mode starts as
+      a Butterworth pair at `low` Hz for knob 0 (ssm.FilterFields).
   """
-  out_features: int
   state_size: int = 4
   r_min: float = 0.9
   r_max: float = 0.99999
-  f_min_hz: float = 20.
-  f_max_hz: float = 20000.
-  sample_rate: float = 44100.
   normalize: bool = True
-  knob_hidden: int = 16
-  knob_sweep_hz: tuple = ()
 
   @nn.compact
   def __call__(self, u, h0, backend="associative", unroll=1, knobs=None):
@@ -102,10 +93,11 @@ class LRULayer(nn.Module):
 
     knobs: None (a time-invariant filter) or [batch, time, K] float32
       conditioning values that set the filter per sample.
+    backend, unroll: see emu.models.scan.linear_recurrence.
     Returns (y [batch, time, out_features] float32, h_last [batch, N]).
     """
     d_in, n, d_out = u.shape[-1], self.state_size, self.out_features
-    sweep = self.knob_sweep_hz if knobs is not None else ()
+    sweep = self._sweep(knobs)
     if sweep:
       # A Butterworth pair at sweep[0]: nu = theta = 2 pi f / (sqrt 2 fs).
       sweep_pole_init = nn.initializers.constant(math.log(
@@ -115,13 +107,13 @@ class LRULayer(nn.Module):
                              else sweep_pole_init, (n,)),
         "theta_log": self.param("theta_log", self._theta_log_init
                                 if not sweep else sweep_pole_init, (n,)),
-        "B_re": self.param("B_re", _normal(1 / math.sqrt(2 * d_in)),
+        "B_re": self.param("B_re", ssm.normal(1 / math.sqrt(2 * d_in)),
                            (d_in, n)),
-        "B_im": self.param("B_im", _normal(1 / math.sqrt(2 * d_in)),
+        "B_im": self.param("B_im", ssm.normal(1 / math.sqrt(2 * d_in)),
                            (d_in, n)),
-        "C_re": self.param("C_re", _normal(1 / math.sqrt(n)), (n, d_out)),
-        "C_im": self.param("C_im", _normal(1 / math.sqrt(n)), (n, d_out)),
-        "D": self.param("D", _normal(1 / math.sqrt(d_in)), (d_in, d_out)),
+        "C_re": self.param("C_re", ssm.normal(1 / math.sqrt(n)), (n, d_out)),
+        "C_im": self.param("C_im", ssm.normal(1 / math.sqrt(n)), (n, d_out)),
+        "D": self.param("D", ssm.normal(1 / math.sqrt(d_in)), (d_in, d_out)),
     }
     if knobs is None:
       lam, b, c, d = layer_coefficients(params, self.normalize)
@@ -130,8 +122,7 @@ class LRULayer(nn.Module):
       # Re(h @ C) without forming the complex product's imaginary part.
       y = h.real @ c.real - h.imag @ c.imag + u @ d
       return y, h_last
-    film = KnobFiLM(film_layout(d_in, n, d_out), self.knob_hidden,
-                    linear_init=sweep_init(sweep, 2 * n), name="film")(knobs)
+    film = self._film(film_layout(d_in, n, d_out), knobs, 2 * n)
     lam, b, c, d = layer_coefficients(params, self.normalize, film)
     bu = jnp.einsum("btd,btdn->btn", u.astype(jnp.complex64), b)
     h, h_last = scan.linear_recurrence(lam, bu, h0, backend, unroll)
@@ -146,9 +137,7 @@ class LRULayer(nn.Module):
     return jnp.log(jnp.maximum(-0.5 * jnp.log(r_squared) - NU_MIN, 1e-30))
 
   def _theta_log_init(self, key, shape):
-    # Stratified in log-frequency so that even a few modes span the band.
-    u = (jnp.arange(shape[0]) + jax.random.uniform(key, shape)) / shape[0]
-    f_hz = self.f_min_hz * (self.f_max_hz / self.f_min_hz)**u
+    f_hz = ssm.log_spaced_hz(key, shape[0], self.f_min_hz, self.f_max_hz)
     return jnp.log(2 * jnp.pi * f_hz / self.sample_rate)
 
 
@@ -158,7 +147,7 @@ def layer_coefficients(params, normalize=True, film=None):
   Args:
     params: the layer's parameters (nu_log, theta_log, B_re, ...).
     normalize: include gamma = sqrt(1 - |lambda|^2) in B.
-    film: None, or the knob MLP's offsets (`KnobFiLM` of `film_layout`),
+    film: None, or the knob MLP's offsets (`ssm.KnobFiLM` of `film_layout`),
       each with leading dimensions [...] (e.g. [batch, time]).
 
   Returns (lambda [N] complex64, B [d_in, N] complex64 including gamma,
@@ -188,181 +177,38 @@ def layer_coefficients(params, normalize=True, film=None):
 
 
 def film_layout(d_in, n, d_out):
-  """The offsets a layer's knob MLP gives, as KnobFiLM's `layout`."""
+  """The offsets a layer's knob MLP gives, as ssm.KnobFiLM's `layout`."""
   return (("nu_log", (n,)), ("theta_log", (n,)), ("B_rho", (n,)),
           ("B_phi", (n,)), ("C_rho", (n, d_out)), ("C_phi", (n, d_out)),
           ("D", (d_in, d_out)))
 
 
-def sweep_init(sweep, rows):
-  """KnobFiLM's linear kernel init: zeros, or with `sweep` = (low, high)
-  the first knob adding log(high / low) to the first `rows` offsets (the
-  log-frequencies), so that the knob sweeps them from low to high."""
-  if not sweep:
-    return nn.initializers.zeros
-
-  def init(key, shape, dtype=jnp.float32):
-    del key
-    return jnp.zeros(shape, dtype).at[0, :rows].set(
-        math.log(sweep[1] / sweep[0]))
-  return init
-
-
-def check_sweep(sweep):
-  """Raises ValueError unless `sweep` is () or (low, high) with both > 0."""
-  if len(sweep) not in (0, 2) or any(f <= 0 for f in sweep):
-    raise ValueError(f"knob_sweep_hz must be empty or (low, high) in Hz, "
-                     f"both > 0; got {tuple(sweep)}")
-
-
-class KnobFiLM(nn.Module):
-  """knobs [..., K] in [0, 1] -> {name: offsets [..., *shape]} for each
-  (name, shape) of `layout`, all zero at init.
-
-  offsets = W_lin k + W_out tanh(W_hid (2k - 1) + b_hid) / hidden: a
-  linear path (a log-taper frequency knob moves log-frequencies linearly)
-  plus one tanh layer of `hidden` units for the rest (0: the linear path
-  alone). Both output kernels start at zero, so a fresh conditioned layer
-  is the unconditioned filter at every setting. No output bias: the
-  layer's own parameters are the offsets' bias. The 1 / hidden keeps an
-  Adam step (which moves every weight by about the learning rate) from
-  moving an offset by `hidden` times as much as it moves the layer's own
-  parameters; at 16 units without it, a rate of 0.03 never settled.
-  """
-  layout: tuple
-  hidden: int = 16
-  linear_init: Callable = nn.initializers.zeros
-
-  @nn.compact
-  def __call__(self, knobs):
-    zeros = nn.initializers.zeros
-    features = sum(math.prod(shape) for _, shape in self.layout)
-    out = nn.Dense(features, use_bias=False,
-                   kernel_init=self.linear_init, name="linear")(knobs)
-    if self.hidden:
-      z = nn.Dense(self.hidden, bias_init=nn.initializers.normal(1.),
-                   name="hidden")(2. * knobs - 1.)
-      out = out + nn.Dense(features, use_bias=False, kernel_init=zeros,
-                           name="out")(jnp.tanh(z) / self.hidden)
-    offsets, start = {}, 0
-    for name, shape in self.layout:
-      size = math.prod(shape)
-      offsets[name] = out[..., start:start + size].reshape(
-          out.shape[:-1] + shape)
-      start += size
-    return offsets
-
-  @classmethod
-  def at(cls, layer_params, layout, hidden, knobs):
-    """The offsets of a trained layer's MLP (`layer_params['film']`) at
-    knob values `knobs` [K] (for frequency responses)."""
-    return cls(layout, hidden, parent=None).apply(
-        {"params": layer_params["film"]}, jnp.asarray(knobs, jnp.float32))
-
-
-def conditioned_layer(layer_params, knobs):
-  """Whether a one-layer model's parameters have a knob MLP; raises
-  ValueError unless `knobs` is given exactly when they do."""
-  conditioned = "film" in layer_params
-  if conditioned != (knobs is not None):
-    raise ValueError("knobs are needed by, and only by, a conditioned "
-                     "model (one trained with knob_hidden > 0 on knobs)")
-  return conditioned
-
-
-def run_stack(module, x, state, make_layer):
-  """The stack both LRU and SVF are: checks, then layer_0 on the audio (the
-  knobs set the filters) or on every channel (knobs as signals), gelu +
-  Dense mixing with a residual between layers, the optional input skip.
-
-  module: the LRU or SVF being called (its num_layers, features, skip,
-  knob_hidden, knob_sweep_hz, backends, unroll, initial_state);
-  make_layer(index, out_features) -> the layer module.
-  Returns (y [batch, time, 1], new state).
-  """
-  if module.num_layers < 1:
-    raise ValueError(f"num_layers must be >= 1, got {module.num_layers}")
-  if module.knob_hidden < 0:
-    raise ValueError(f"knob_hidden must be >= 0, got {module.knob_hidden}")
-  check_sweep(module.knob_sweep_hz)
-  if state is None:
-    state = module.initial_state(x.shape[0])
-  backend = (module.stream_backend if x.shape[1] <= module.stream_max_len
-             else module.backend)
-  knobs = x[..., 1:] if module.knob_hidden and x.shape[-1] > 1 else None
-  run = lambda i, width, u: make_layer(i, width)(
-      u, state[i], backend, module.unroll, knobs)
-  last = module.num_layers - 1
-  z, h = run(0, 1 if last == 0 else module.features,
-             x if knobs is None else x[..., :1])
-  new_state = [h]
-  for i in range(1, module.num_layers):
-    z = z + nn.Dense(module.features, name=f"mix_{i}")(nn.gelu(z))
-    z, h = run(i, 1 if i == last else module.features, z)
-    new_state.append(h)
-  if module.skip:
-    z = z + x[..., :1]
-  return z, tuple(new_state)
-
-
-def _normal(stddev):
-  return lambda key, shape: stddev * jax.random.normal(key, shape)
-
-
-class LRU(nn.Module):
+class LRU(ssm.Stack):
   """A stack of LRU layers under the emu model contract.
 
   y, state = model.apply(params, x, state), x: [batch, time, channels]
   float32 (channel 0 audio, the rest conditioning), y: [batch, time, 1].
+  Attributes not listed here are ssm.Stack's and ssm.FilterFields'.
 
   Attributes:
-    state_size: complex modes per layer (one mode = one biquad).
-    num_layers: 1 is a purely linear filter, y = Re(C h) + D x; more layers
-      add gelu + Dense mixing with a residual between the filters.
-    features: hidden width between layers (num_layers > 1).
-    skip: add the input audio (channel 0) to the output.
+    state_size: complex modes per layer (one mode = one biquad); 4.
+    num_layers: 1 is a purely linear filter, y = Re(C h) + D x.
     r_min, r_max: initial pole radius range.
-    f_min_hz, f_max_hz, sample_rate: initial pole frequency range (Hz) and
-      the sample rate (Hz) that converts it to angles.
     normalize: scale B by sqrt(1 - |lambda|^2) (LRU paper).
-    knob_hidden: 0 (default): knob channels are signals like the audio,
-      into B and D of the first layer, and every filter is time-invariant.
-      > 0: channels 1: are knobs that set each layer's filter per sample
-      through an MLP with this many tanh units (see the module docstring);
-      the first layer's input is then the audio alone. A one-channel input
-      is the same either way.
+    knob_hidden: 0 by default: knob channels are signals like the audio,
+      into B and D of the first layer. > 0: knobs that set each layer's
+      filter per sample (see the module docstring).
     knob_sweep_hz: () or (low, high) Hz: an initial guess that the first
       knob sweeps every pole from `low` (knob 0) to `high` (knob 1), log
       (see emu.models.svf.SVF, where it matters more).
-    backend: linear_recurrence backend for calls longer than stream_max_len
-      samples: 'associative' (parallel) or 'sequential'.
-    stream_backend: backend for calls of at most stream_max_len samples
-      (streaming blocks), where a plain loop is cheapest.
-    stream_max_len: the block length (samples) up to which stream_backend
-      is used. Both backends compute the same recurrence, so the choice
-      never changes the output beyond float32 rounding.
-    unroll: loop unrolling of the sequential backend.
+    backend: 'associative' by default (emu.models.scan's parallel scan).
   """
   state_size: int = 4
-  num_layers: int = 1
-  features: int = 8
-  skip: bool = False
+  knob_hidden: int = 0
+  backend: str = "associative"
   r_min: float = 0.9
   r_max: float = 0.99999
-  f_min_hz: float = 20.
-  f_max_hz: float = 20000.
-  sample_rate: float = 44100.
   normalize: bool = True
-  knob_hidden: int = 0
-  knob_sweep_hz: tuple = ()
-  backend: str = "associative"
-  stream_backend: str = "sequential"
-  stream_max_len: int = 64
-  unroll: int = 1
-
-  @property
-  def receptive_field(self):
-    return math.inf
 
   def initial_state(self, batch):
     """One complex64 [batch, state_size] zero state per layer."""
@@ -372,15 +218,8 @@ class LRU(nn.Module):
   def _layer(self, index, out_features):
     return LRULayer(
         out_features=out_features, state_size=self.state_size,
-        r_min=self.r_min, r_max=self.r_max, f_min_hz=self.f_min_hz,
-        f_max_hz=self.f_max_hz, sample_rate=self.sample_rate,
-        normalize=self.normalize, knob_hidden=self.knob_hidden,
-        knob_sweep_hz=tuple(self.knob_sweep_hz), name=f"layer_{index}")
-
-  @nn.compact
-  def __call__(self, x, state=None):
-    """x: [batch, time, channels] -> (y [batch, time, 1], new state)."""
-    return run_stack(self, x, state, self._layer)
+        r_min=self.r_min, r_max=self.r_max, normalize=self.normalize,
+        **self._layer_fields(), name=f"layer_{index}")
 
   def frequency_response(self, params, freqs_hz, sample_rate=None,
                          channel=0, knobs=None):
@@ -397,17 +236,10 @@ class LRU(nn.Module):
     Returns:
       [F] complex128 numpy array, H(e^{jw}) from x[..., channel] to y.
     """
-    if self.num_layers != 1:
-      raise ValueError("frequency_response needs a linear model "
-                       f"(num_layers == 1), got num_layers={self.num_layers}")
-    params = params.get("params", params)["layer_0"]
-    film = None
-    if conditioned_layer(params, knobs):
-      if channel != 0:
-        raise ValueError("a conditioned model's knobs are not signals; "
-                         "only channel 0 has a response")
-      layout = film_layout(*params["B_re"].shape, params["C_re"].shape[1])
-      film = KnobFiLM.at(params, layout, self.knob_hidden, knobs)
+    params, film = self._linear_layer(params, knobs, _layout_of)
+    if film is not None and channel != 0:
+      raise ValueError("a conditioned model's knobs are not signals; "
+                       "only channel 0 has a response")
     lam, b, c, d = (np.asarray(v).astype(np.complex128)
                     for v in layer_coefficients(params, self.normalize, film))
     sample_rate = self.sample_rate if sample_rate is None else sample_rate
@@ -420,3 +252,9 @@ class LRU(nn.Module):
     if self.skip and channel == 0:
       response = response + 1
     return response
+
+
+def _layout_of(layer_params):
+  """film_layout of a trained layer, from its parameters' shapes."""
+  return film_layout(*layer_params["B_re"].shape,
+                     layer_params["C_re"].shape[1])

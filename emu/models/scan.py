@@ -48,8 +48,7 @@ def linear_recurrence(a, b, h0=None, backend="associative", unroll=1):
     (h, h_last): every state, [batch, time, n], and the last one, [batch, n]
     (h0, or zeros, when time is 0). The dtype is that of `a * b`.
   """
-  if backend not in BACKENDS:
-    raise ValueError(f"unknown backend {backend!r}; known: {BACKENDS}")
+  check_backend(backend)
   if b.ndim != 3:
     raise ValueError(f"b must be [batch, time, n], got shape {b.shape}")
   dtype = jnp.result_type(a, b)
@@ -64,6 +63,12 @@ def linear_recurrence(a, b, h0=None, backend="associative", unroll=1):
   if time == 0:
     return b, h0
   return _recurrence(backend, unroll, a, b, h0)
+
+
+def check_backend(backend):
+  """Raises ValueError unless `backend` is one of BACKENDS."""
+  if backend not in BACKENDS:
+    raise ValueError(f"unknown backend {backend!r}; known: {BACKENDS}")
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))

@@ -31,29 +31,26 @@ than complex [batch, N]) and different parameters make this its own
 registered model rather than an lru option.
 
 Knobs (channels 1: of x, in [0, 1]; knob_hidden > 0) set each layer's
-coefficients per sample through emu.models.lru.KnobFiLM: offsets of log g,
+coefficients per sample through emu.models.ssm.KnobFiLM: offsets of log g,
 log k, log-scales of B, and offsets of M and D. Without knob channels, or
 with knob_hidden = 0 (knobs then enter B and D as signals), every section
 is time-invariant. Deeper stacks put gelu + Dense mixing between layers,
-as in `lru`.
+as in `lru` (both are an emu.models.ssm.Stack).
 """
 
 import math
 
 import flax.linen as nn
-import jax
 from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
-from emu.models import lru
-from emu.models.lru import KnobFiLM
-
-BACKENDS = ("associative", "sequential")
+from emu.models import scan
+from emu.models import ssm
 
 
 def film_layout(d_in, n, d_out):
-  """The offsets a layer's knob MLP gives, as KnobFiLM's `layout`."""
+  """The offsets a layer's knob MLP gives, as ssm.KnobFiLM's `layout`."""
   return (("g_log", (n,)), ("damping_log", (n,)), ("B_rho", (n,)),
           ("M", (2, n, d_out)), ("D", (d_in, d_out)))
 
@@ -93,8 +90,7 @@ def matrix_recurrence(a, b, s0, backend="sequential", unroll=1):
   a: [batch, time, N, 2, 2] or [N, 2, 2] (time-invariant); b: [batch,
   time, N, 2]; s0: [batch, N, 2]. Returns (s [batch, time, N, 2], s_last).
   """
-  if backend not in BACKENDS:
-    raise ValueError(f"unknown backend {backend!r}; known: {BACKENDS}")
+  scan.check_backend(backend)
   if b.shape[1] == 0:
     return b, s0
   mv = lambda m, v: jnp.einsum("...ij,...j->...i", m, v)
@@ -120,34 +116,26 @@ def matrix_recurrence(a, b, s0, backend="sequential", unroll=1):
   return s, s[:, -1]
 
 
-class SVFLayer(nn.Module):
+class SVFLayer(ssm.Layer):
   """N parallel TPT state-variable filters with a shared readout.
 
   Attributes:
     out_features: d_out.
     sections: N, 2-state filters (one = one biquad).
     f_min_hz, f_max_hz, sample_rate: initial cutoffs, log-spaced over
-      [f_min_hz, f_max_hz] (one random point per log-frequency stratum).
-    knob_hidden: tanh units of the knob MLP when called with `knobs`.
-    knob_sweep_hz: () or (low, high): with knobs, start every section's
-      cutoff at `low` Hz for knob 0 rising log-linearly to `high` Hz at
-      knob 1 (the first knob), instead of fixed cutoffs spread over
-      [f_min_hz, f_max_hz].
+      [f_min_hz, f_max_hz] (ssm.log_spaced_hz).
+    knob_hidden, knob_sweep_hz: the knob MLP when the layer is called with
+      `knobs`; with a sweep every cutoff starts at `low` Hz for knob 0
+      (ssm.FilterFields).
   """
-  out_features: int
   sections: int = 1
-  f_min_hz: float = 20.
-  f_max_hz: float = 20000.
-  sample_rate: float = 44100.
-  knob_hidden: int = 16
-  knob_sweep_hz: tuple = ()
 
   @nn.compact
   def __call__(self, u, s0, backend="sequential", unroll=1, knobs=None):
     """u: [batch, time, d_in]; s0: [batch, N, 2] float32; knobs: None or
     [batch, time, K]. Returns (y [batch, time, d_out], s_last)."""
     d_in, n, d_out = u.shape[-1], self.sections, self.out_features
-    sweep = self.knob_sweep_hz if knobs is not None else ()
+    sweep = self._sweep(knobs)
     g_init = self._g_log_init
     if sweep:
       g_init = nn.initializers.constant(
@@ -159,13 +147,13 @@ class SVFLayer(nn.Module):
             "damping_log", nn.initializers.constant(0.5 * math.log(2.)),
             (n,)),
         "B": self.param("B", nn.initializers.ones, (d_in, n)),
-        "M": self.param("M", _normal(1 / math.sqrt(n)), (2, n, d_out)),
-        "D": self.param("D", _normal(1 / math.sqrt(d_in)), (d_in, d_out)),
+        "M": self.param("M", ssm.normal(1 / math.sqrt(n)), (2, n, d_out)),
+        "D": self.param("D", ssm.normal(1 / math.sqrt(d_in)),
+                        (d_in, d_out)),
     }
     film = None
     if knobs is not None:
-      film = KnobFiLM(film_layout(d_in, n, d_out), self.knob_hidden,
-                      linear_init=lru.sweep_init(sweep, n), name="film")(knobs)
+      film = self._film(film_layout(d_in, n, d_out), knobs, n)
     g, k, b, m, d = section_coefficients(params, film)
     a, q = transition(g, k)
     if knobs is None:
@@ -184,77 +172,38 @@ class SVFLayer(nn.Module):
     return y + du, s_last
 
   def _g_log_init(self, key, shape):
-    u = (jnp.arange(shape[0]) + jax.random.uniform(key, shape)) / shape[0]
-    f_hz = self.f_min_hz * (self.f_max_hz / self.f_min_hz)**u
+    f_hz = ssm.log_spaced_hz(key, shape[0], self.f_min_hz, self.f_max_hz)
     # Below Nyquist, where tan is finite.
     return jnp.log(jnp.tan(jnp.pi * jnp.minimum(
         f_hz / self.sample_rate, 0.49)))
 
 
-def _normal(stddev):
-  return lambda key, shape: stddev * jax.random.normal(key, shape)
-
-
-class SVF(nn.Module):
+class SVF(ssm.Stack):
   """A stack of SVF banks under the emu model contract.
 
   y, state = model.apply(params, x, state), x: [batch, time, channels]
   float32 (channel 0 audio, the rest knobs in [0, 1]), y: [batch, time, 1].
+  Attributes not listed here, and their defaults, are ssm.Stack's and
+  ssm.FilterFields'.
 
   Attributes:
-    state_size: 2-state SVF sections per layer (one = one biquad).
-    num_layers: 1 is a linear filter; more add gelu + Dense mixing with a
-      residual between the filters (as `lru`).
-    features: hidden width between layers (num_layers > 1).
-    skip: add the input audio (channel 0) to the output.
-    f_min_hz, f_max_hz, sample_rate: initial cutoff range (Hz) and the
-      sample rate (Hz) that converts it to g.
-    knob_hidden: > 0 (default 16): channels 1: are knobs that set every
-      section's coefficients per sample through an MLP with this many tanh
-      units, and the first layer's input is the audio alone; 0: knob
-      channels enter B and D as signals. A one-channel input is the same
-      either way.
-    backend: recurrence backend for calls longer than stream_max_len:
-      'sequential' (lax.scan; the faster on a CPU, and quick to compile)
-      or 'associative' (lax.associative_scan over 2x2 affine maps).
-    stream_backend, stream_max_len: the backend for calls of at most
-      stream_max_len samples (streaming blocks).
-    unroll: loop unrolling of the sequential backend.
+    state_size: 2-state SVF sections per layer (one = one biquad); 1.
+    knob_hidden: 16 by default: channels 1: are knobs that set every
+      section's coefficients per sample through an MLP with this many
+      tanh units; 0: knob channels enter B and D as signals.
+    backend: 'sequential' by default (lax.scan; the faster on a CPU, and
+      quick to compile), or 'associative' (lax.associative_scan over 2x2
+      affine maps).
   """
-  state_size: int = 1
-  num_layers: int = 1
-  features: int = 8
-  skip: bool = False
-  f_min_hz: float = 20.
-  f_max_hz: float = 20000.
-  sample_rate: float = 44100.
-  knob_hidden: int = 16
-  knob_sweep_hz: tuple = ()
-  backend: str = "sequential"
-  stream_backend: str = "sequential"
-  stream_max_len: int = 64
-  unroll: int = 1
-
-  @property
-  def receptive_field(self):
-    return math.inf
 
   def initial_state(self, batch):
     """One float32 [batch, state_size, 2] zero state per layer."""
     return tuple(jnp.zeros((batch, self.state_size, 2), jnp.float32)
                  for _ in range(self.num_layers))
 
-  @nn.compact
-  def __call__(self, x, state=None):
-    """x: [batch, time, channels] -> (y [batch, time, 1], new state)."""
-    return lru.run_stack(self, x, state, self._layer)
-
   def _layer(self, index, out_features):
-    return SVFLayer(
-        out_features=out_features, sections=self.state_size,
-        f_min_hz=self.f_min_hz, f_max_hz=self.f_max_hz,
-        sample_rate=self.sample_rate, knob_hidden=self.knob_hidden,
-        knob_sweep_hz=tuple(self.knob_sweep_hz), name=f"layer_{index}")
+    return SVFLayer(out_features=out_features, sections=self.state_size,
+                    **self._layer_fields(), name=f"layer_{index}")
 
   def frequency_response(self, params, freqs_hz, sample_rate=None,
                          knobs=None):
@@ -270,14 +219,9 @@ class SVF(nn.Module):
     Returns:
       [F] complex128 numpy array, H(e^{jw}).
     """
-    if self.num_layers != 1:
-      raise ValueError("frequency_response needs a linear model "
-                       f"(num_layers == 1), got num_layers={self.num_layers}")
-    params = params.get("params", params)["layer_0"]
-    film = None
-    if lru.conditioned_layer(params, knobs):
-      layout = film_layout(*params["B"].shape, params["D"].shape[1])
-      film = KnobFiLM.at(params, layout, self.knob_hidden, knobs)
+    params, film = self._linear_layer(
+        params, knobs,
+        lambda p: film_layout(*p["B"].shape, p["D"].shape[1]))
     g, k, b, m, d = (np.asarray(v, np.float64)
                      for v in section_coefficients(params, film))
     a, q = (np.asarray(v, np.float64) for v in transition(g, k))
