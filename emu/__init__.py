@@ -1,8 +1,12 @@
 """emu: neural audio-effect emulation in JAX/Flax.
 
-Submodules are imported lazily so that `import emu` stays cheap:
-`emu.signals`, `emu.effects`, `emu.data`, `emu.models`, `emu.losses`,
-`emu.metrics`, `emu.train`, `emu.evaluate`, `emu.stream`, `emu.config`.
+Submodules are imported lazily so that `import emu` stays cheap. The way
+through them, in the order a run takes: `emu.config` (the Config),
+`emu.signals` and `emu.effects` (test audio and target effects), `emu.data`
+(pairs and datasets), `emu.models`, `emu.losses`, `emu.train` (fit),
+`emu.workdir` (the run folder), `emu.evaluate`, `emu.stream`, `emu.export`,
+and `emu.pipeline`, which strings a whole run together (what
+`experiments/run.py` calls); `emu.cli` turns a Config into flags.
 """
 
 import importlib
@@ -10,9 +14,9 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "apply", "config", "data", "datareport", "effects", "evaluate", "export",
-    "losses", "metrics", "models", "plots", "ratings", "report_html",
-    "signals", "stream", "testsignal", "train",
+    "apply", "cli", "config", "data", "datareport", "effects", "evaluate",
+    "export", "losses", "metrics", "models", "pipeline", "plots", "ratings",
+    "report_html", "signals", "stream", "testsignal", "train", "workdir",
 )
 
 
