@@ -22,6 +22,7 @@ from emu import losses
 from emu import models
 from emu import train
 from emu.models import ensemble as ensemble_lib
+from emu.models import lstm_members
 from emu.models import recurrent
 
 MEMBERS = 3
@@ -56,7 +57,7 @@ def test_given_members_when_run_together_then_each_equals_itself_alone(
   model, params = member_and_params(channels, skip=skip)
   x = jax.random.normal(jax.random.key(3), (2, 37, channels))
   state = random_state(model, 2)
-  y, (hc,) = recurrent.lstm_members(model, params["params"], x, state)
+  y, (hc,) = lstm_members.lstm_members(model, params["params"], x, state)
   for e in range(MEMBERS):
     member = jax.tree.map(lambda a, e=e: a[e], (params, state))
     want_y, (want_hc,) = model.apply(member[0], x, member[1])
@@ -93,7 +94,7 @@ def test_given_a_loss_when_differentiated_then_gradients_match_autodiff(
             layer, w_out, b_out, x, h0, c0)
     return y, h, c
 
-  together = functools.partial(recurrent._members_sequence, 1, chunk)  # pylint: disable=protected-access
+  together = functools.partial(lstm_members._members_sequence, 1, chunk)  # pylint: disable=protected-access
   want, got = value(members_alone), value(together)
   for w, g in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)

@@ -5,7 +5,7 @@
 Parameters and state carry a leading member axis [E, ...]; one jitted call
 runs every member, so E members cost one program, not E. One-layer LSTM
 members run in one scan whose cell carries the member axis itself
-(`emu.models.recurrent.lstm_members`; `native` is True); other families
+(`emu.models.lstm_members`; `native` is True); other families
 through `flax.linen.vmap`. Training scores each member on its own
 (`member_outputs`), so the members learn as E independent runs from
 different initialisations; the ensemble's output is their mean. The model
@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from emu.models import lstm_members
 from emu.models import recurrent
 
 
@@ -73,7 +74,7 @@ class Ensemble(nn.Module):
     if state is None:
       state = self.initial_state(x.shape[0])
     if self.native and not self.is_initializing():
-      return recurrent.lstm_members(
+      return lstm_members.lstm_members(
           self._member(), self.variables["params"]["members"], x, state)
     return self.members(x, state)  # (and at init: creates the parameters)
 
