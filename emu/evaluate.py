@@ -23,6 +23,7 @@ from emu import effects
 from emu import metrics
 from emu import plots
 from emu import stream
+from emu import workdir as workdir_lib
 from emu.models import ensemble as ensemble_lib
 
 RESPONSE_POINTS = 256
@@ -111,6 +112,75 @@ def _write_wav(path, audio, sample_rate):
   sf.write(path, np.asarray(audio, np.float32), sample_rate, subtype="FLOAT")
 
 
+def _evaluate_set(model, params, name, pair, sample_rate, audio_dir,
+                  plot_dir, knobs=()) -> dict:
+  """One validation set's metrics; writes its WAVs (and plots to plot_dir
+  unless it is None). knobs: the effect's Knobs, for per-setting rows."""
+  output = predict(model, params, pair.input)
+  audio_in = pair.input if pair.input.ndim == 1 else pair.input[:, 0]
+  result = metrics.all_metrics(output, pair.target, x=audio_in,
+                               sample_rate=sample_rate)
+  if isinstance(model, ensemble_lib.Ensemble):
+    members = predict(model, params, pair.input, method="member_outputs")
+    result["members_esr"] = [metrics.esr(y, pair.target) for y in members]
+  result["seconds"] = len(pair.input) / sample_rate
+  for kind, audio in (("input", audio_in), ("target", pair.target),
+                      ("output", output),
+                      ("difference", pair.target - output)):
+    _write_wav(os.path.join(audio_dir, f"{name}_{kind}.wav"), audio,
+               sample_rate)
+  if plot_dir:
+    plots.waveforms(pair.target, output,
+                    os.path.join(plot_dir, f"{name}_waveforms.png"),
+                    sample_rate, title=f"{name}: target, output, difference")
+    plots.spectra(pair.target, output,
+                  os.path.join(plot_dir, f"{name}_spectra.png"), sample_rate)
+  if knobs:
+    result["per_setting"] = per_setting_metrics(output, pair, knobs)
+    for row in result["per_setting"]:
+      logging.info("%s at %s: ESR %.3e, acc12 %.4f", name,
+                   _setting_label(row), row["esr"], row["acc12"])
+    if plot_dir:
+      plots.comparison_bars(
+          [_setting_label(r) for r in result["per_setting"]],
+          [r["esr"] for r in result["per_setting"]],
+          os.path.join(plot_dir, f"{name}_esr_per_setting.png"),
+          ylabel=f"{name} ESR (settings not trained on)")
+  logging.info("%s: ESR %.3e, MSE %.3e, acc12 %.4f, acc16 %.4f, LSD %.2f dB",
+               name, result["esr"], result["mse"], result["acc12"],
+               result["acc16"], result["lsd_db"])
+  return result
+
+
+def _responses(model, params, sample_rate, channels, cfg):
+  """(freqs, {label: complex response}, report entries) of the model and,
+  for a named biquad effect, of the true answer with the model's error.
+
+  Knob models have a response per knob setting (see the per-setting rows):
+  none here.
+  """
+  freqs = np.geomspace(20.0, min(20000.0, 0.49 * sample_rate),
+                       RESPONSE_POINTS)
+  if channels != 1:
+    return freqs, {}, {}
+  h_model = model_response(model, params, freqs, sample_rate)
+  h_noise = model_noise_response(model, params, freqs, sample_rate)
+  responses = {"model (impulse)": h_model, "model (noise)": h_noise}
+  h_true = known_response(cfg.effect, sample_rate, freqs) if (
+      cfg is not None and cfg.dataset != "files") else None
+  if h_true is None:
+    return freqs, responses, {}
+  responses["true"] = h_true
+  errors = {
+      "response_error": metrics.analytic_response_error(h_model, h_true),
+      "noise_response_error": metrics.analytic_response_error(h_noise,
+                                                              h_true)}
+  for key, error in errors.items():
+    logging.info("%s vs the true %s: max %.3f dB, mean %.3f dB", key,
+                 cfg.effect, error["max_db"], error["mean_db"])
+  return freqs, responses, errors
+
+
 def evaluate(model, params, dataset, workdir, cfg=None, history=None,
              train_info=None, stream_blocks=(1, 64, 512)) -> dict:
   """Computes every metric, writes report.json, WAVs and plots.
@@ -128,11 +198,11 @@ def evaluate(model, params, dataset, workdir, cfg=None, history=None,
     The report as a dict (also in workdir/report.json).
   """
   sample_rate = dataset.sample_rate
-  audio_dir = os.path.join(workdir, "audio")
+  audio_dir = workdir_lib.path(workdir, workdir_lib.AUDIO)
   os.makedirs(audio_dir, exist_ok=True)
-  draw = plots.available()
-  plot_dir = os.path.join(workdir, "plots")
-  if draw:
+  plot_dir = None
+  if plots.available():
+    plot_dir = workdir_lib.path(workdir, workdir_lib.PLOTS)
     os.makedirs(plot_dir, exist_ok=True)
   else:
     logging.info("matplotlib is not installed: no plots "
@@ -146,68 +216,19 @@ def evaluate(model, params, dataset, workdir, cfg=None, history=None,
       "parameters": parameter_count(params),
       **(train_info or {}),
   }
-  sets = {"val1": dataset.val1, "val2": dataset.val2}
-  for name, pair in sets.items():
-    if pair is None:
-      continue
-    output = predict(model, params, pair.input)
-    audio_in = pair.input if pair.input.ndim == 1 else pair.input[:, 0]
-    report[name] = metrics.all_metrics(output, pair.target, x=audio_in,
-                                       sample_rate=sample_rate)
-    if isinstance(model, ensemble_lib.Ensemble):
-      members = predict(model, params, pair.input, method="member_outputs")
-      report[name]["members_esr"] = [metrics.esr(y, pair.target)
-                                     for y in members]
-    report[name]["seconds"] = len(pair.input) / sample_rate
-    for kind, audio in (("input", audio_in), ("target", pair.target),
-                        ("output", output),
-                        ("difference", pair.target - output)):
-      _write_wav(os.path.join(audio_dir, f"{name}_{kind}.wav"), audio,
-                 sample_rate)
-    if draw:
-      plots.waveforms(pair.target, output,
-                      os.path.join(plot_dir, f"{name}_waveforms.png"),
-                      sample_rate, title=f"{name}: target, output, difference")
-      plots.spectra(pair.target, output,
-                    os.path.join(plot_dir, f"{name}_spectra.png"), sample_rate)
-    if getattr(dataset, "knobs", ()) and cfg is not None:
-      knobs = effects.knob_effect(cfg.effect).knobs
-      report[name]["per_setting"] = per_setting_metrics(output, pair, knobs)
-      for row in report[name]["per_setting"]:
-        logging.info("%s at %s: ESR %.3e, acc12 %.4f", name,
-                     _setting_label(row), row["esr"], row["acc12"])
-      if draw:
-        plots.comparison_bars(
-            [_setting_label(r) for r in report[name]["per_setting"]],
-            [r["esr"] for r in report[name]["per_setting"]],
-            os.path.join(plot_dir, f"{name}_esr_per_setting.png"),
-            ylabel=f"{name} ESR (settings not trained on)")
-    logging.info("%s: ESR %.3e, MSE %.3e, acc12 %.4f, acc16 %.4f, LSD %.2f dB",
-                 name, report[name]["esr"], report[name]["mse"],
-                 report[name]["acc12"], report[name]["acc16"],
-                 report[name]["lsd_db"])
+  knobs = effects.knob_effect(cfg.effect).knobs if (
+      getattr(dataset, "knobs", ()) and cfg is not None) else ()
+  for name, pair in (("val1", dataset.val1), ("val2", dataset.val2)):
+    if pair is not None:
+      report[name] = _evaluate_set(model, params, name, pair, sample_rate,
+                                   audio_dir, plot_dir, knobs)
 
   channels = 1 if dataset.val1.input.ndim == 1 else (
       dataset.val1.input.shape[-1])
-  freqs = np.geomspace(20.0, min(20000.0, 0.49 * sample_rate),
-                       RESPONSE_POINTS)
-  # Knob models have a response per knob setting: see the per-knob table.
-  responses = {}
-  if channels == 1:
-    h_model = model_response(model, params, freqs, sample_rate)
-    h_noise = model_noise_response(model, params, freqs, sample_rate)
-    responses = {"model (impulse)": h_model, "model (noise)": h_noise}
-  h_true = known_response(cfg.effect, sample_rate, freqs) if (
-      cfg is not None and cfg.dataset != "files" and channels == 1) else None
-  if h_true is not None:
-    responses["true"] = h_true
-    report["response_error"] = metrics.analytic_response_error(h_model, h_true)
-    report["noise_response_error"] = metrics.analytic_response_error(
-        h_noise, h_true)
-    for key in ("response_error", "noise_response_error"):
-      logging.info("%s vs the true %s: max %.3f dB, mean %.3f dB", key,
-                   cfg.effect, report[key]["max_db"], report[key]["mean_db"])
-  if draw and responses:
+  freqs, responses, errors = _responses(model, params, sample_rate,
+                                        channels, cfg)
+  report.update(errors)
+  if plot_dir and responses:
     plots.frequency_response(freqs, responses,
                              os.path.join(plot_dir, "frequency_response.png"))
     if history:
@@ -221,17 +242,8 @@ def evaluate(model, params, dataset, workdir, cfg=None, history=None,
   for row in report["streaming"]:
     logging.info("streaming, %d-sample blocks: %.1fx real time, %.2f us per "
                  "sample", row["block_size"], row["rtf"], row["us_per_sample"])
-  with open(os.path.join(workdir, "report.json"), "w") as f:
-    json.dump(_json_safe(report), f, indent=2, sort_keys=True)
+  # sort_keys, which workdir_lib.write_json does not offer: report.json's
+  # keys stay in the order every earlier run wrote them.
+  with open(workdir_lib.path(workdir, workdir_lib.REPORT), "w") as f:
+    json.dump(metrics.json_safe(report), f, indent=2, sort_keys=True)
   return report
-
-
-def _json_safe(tree):
-  """inf/nan (an exact match's SNR) as strings: report.json stays JSON."""
-  if isinstance(tree, dict):
-    return {k: _json_safe(v) for k, v in tree.items()}
-  if isinstance(tree, (list, tuple)):
-    return [_json_safe(v) for v in tree]
-  if isinstance(tree, float) and not np.isfinite(tree):
-    return str(tree)
-  return tree

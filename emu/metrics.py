@@ -9,6 +9,9 @@ Silent targets: ratios against the target's energy (`esr`, `snr_db`,
 raise ValueError, as does `all_metrics`, rather than return inf/NaN that
 would slip into a report unnoticed. NaN or inf in any input is also an error.
 
+Reports: `json_safe` writes a tree of these floats as JSON can hold it
+(inf and NaN as strings).
+
 Bits: a signal in [-1, 1] quantised to B bits has step 2^-(B-1), so one
 16-bit step is 2^-15 and `accuracy_bits(y, t, bits=15)` is the share of
 samples within one 16-bit step; the thesis's 12-bit accuracy uses 2^-12.
@@ -268,3 +271,19 @@ def all_metrics(y, t, x: Optional[np.ndarray] = None,
     result["response_max_db"] = deviation["max_db"]
     result["response_mean_db"] = deviation["mean_db"]
   return result
+
+
+def json_safe(tree):
+  """A copy of a tree of dicts, lists and floats that JSON can hold.
+
+  Non-finite floats (an exact match's SNR, a silent side's dBFS) become the
+  strings 'inf', '-inf' and 'nan': standard JSON has no Infinity, and a
+  report read back keeps saying what the number was.
+  """
+  if isinstance(tree, dict):
+    return {k: json_safe(v) for k, v in tree.items()}
+  if isinstance(tree, (list, tuple)):
+    return [json_safe(v) for v in tree]
+  if isinstance(tree, float) and not math.isfinite(tree):
+    return str(tree)
+  return tree
