@@ -1,5 +1,7 @@
 """What a recorded (input, target) pair holds, before training on it.
 
+  python -m emu.datareport INPUT.wav TARGET.wav
+
   report = data_report(("input.wav", "recorded.wav"))
   print(format_report(report))
 
@@ -12,6 +14,8 @@ between the two recorded repetitions. A model predicts one deterministic
 output, so against a target that carries independent noise n its ESR cannot
 go below E[n^2] / E[y^2], half the ESR between two recordings: that half is
 reported as `esr_floor`, the best ESR any model can reach on this data.
+Where the target is silent in the first repetition that ESR is undefined
+(`emu.metrics.esr`): the report gives None and says why, not a number.
 
 The repeated segment comes from the test signal's layout (`emu.testsignal`:
 its sidecar next to the input WAV is found by itself) or is detected by
@@ -22,17 +26,20 @@ channels become `warnings` (training itself, in `emu.data.load_pair`, still
 refuses them).
 """
 
-import json
 import math
 import os
+import sys
 
 from absl import logging
 import numpy as np
 import scipy.fft
 import soundfile as sf
 
+from emu import cli
 from emu import data as data_lib
+from emu import metrics
 from emu import testsignal
+from emu import workdir as workdir_lib
 
 MAX_LATENCY_MS = 50.0
 # Below this peak level (dBFS) a side is too quiet to train on well.
@@ -46,6 +53,8 @@ REPEAT_MATCH = 1e-4
 
 
 def _db(value):
+  """Amplitude in dB, -inf for silence (a report shows it, never floors it;
+  unlike `emu.metrics`'s floored response dB)."""
   return 20.0 * math.log10(value) if value > 0 else -math.inf
 
 
@@ -59,15 +68,9 @@ def _levels(x):
           "dc_offset": float(np.mean(x)) if len(x) else 0.0}
 
 
-def esr(reference, other) -> float:
-  """sum((reference - other)^2) / sum(reference^2)."""
-  reference = np.asarray(reference, np.float64)
-  other = np.asarray(other, np.float64)
-  return float(np.sum((reference - other) ** 2) /
-               max(float(np.sum(reference ** 2)), 1e-30))
-
-
 def _read_mono(path, channel, warnings_):
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} does not exist")
   audio, rate = sf.read(path, dtype="float32", always_2d=True)
   if audio.shape[1] > 1:
     pick = 0 if channel is None else channel
@@ -156,29 +159,13 @@ def _blip_latency(y, position, max_lag):
   return int(onset[0])
 
 
-def data_report(pair_or_paths, sample_rate=None, repeat=None,
-                layout=None, channel=None,
-                max_latency_ms=MAX_LATENCY_MS) -> dict:
-  """Measures a recorded pair; see the module docstring.
+def _read_pair(pair_or_paths, sample_rate, layout, channel, warnings_):
+  """(x, y, sample_rate, paths or None, layout) of two files or arrays.
 
-  Args:
-    pair_or_paths: (input_path, target_path), or an `emu.data.Pair` or an
-      (input, target) tuple of [time] arrays.
-    sample_rate: Hz; required with arrays, checked against files.
-    repeat: where the input plays a segment twice: {"first": [start, end],
-      "second": [start, end]} in input samples, or None to take it from
-      `layout` or detect it (`find_repeat`).
-    layout: an `emu.testsignal` layout dict or sidecar path; with paths,
-      the input's sidecar is read when present.
-    channel: which channel of multi-channel files.
-    max_latency_ms: largest latency searched, ms.
-
-  Returns:
-    A JSON-safe dict (inf levels as strings): "sample_rate", "seconds",
-    "samples", "input" and "target" levels, "latency", "noise_floor_dbfs"
-    (with a layout), "repeatability" (or None), "warnings".
+  x and y are float32 [time] cut to their common length; the layout is a
+  dict (a files' input sidecar when none is given), or None when there is
+  none or it does not fit this input.
   """
-  warnings_ = []
   paths = None
   if (isinstance(pair_or_paths, (tuple, list)) and
       all(isinstance(p, (str, os.PathLike)) for p in pair_or_paths)):
@@ -217,22 +204,24 @@ def data_report(pair_or_paths, sample_rate=None, repeat=None,
         f"({layout.get('sample_rate')} Hz, {layout.get('samples')} samples); "
         "ignoring it")
     layout = None
+  return x, y, sample_rate, paths, layout
 
-  report = {"sample_rate": int(sample_rate), "samples": int(len(x)),
-            "seconds": len(x) / sample_rate,
-            "files": paths, "test_signal": layout is not None}
-  for name, audio in (("input", x), ("target", y)):
-    report[name] = _levels(audio)
-    if report[name]["clipped_samples"]:
-      warnings_.append(
-          f"the {name} has {report[name]['clipped_samples']} samples at or "
-          f"above {data_lib.CLIP_LEVEL} of full scale: lower the "
-          + ("playback" if name == "input" else "recording") + " level")
-    if report[name]["peak_dbfs"] < QUIET_PEAK_DBFS:
-      warnings_.append(
-          f"the {name} peaks at {report[name]['peak_dbfs']:.1f} dBFS: raise "
-          "its level (quiet recordings leave the noise floor large)")
 
+def _level_warnings(name, levels, warnings_):
+  if levels["clipped_samples"]:
+    warnings_.append(
+        f"the {name} has {levels['clipped_samples']} samples at or "
+        f"above {data_lib.CLIP_LEVEL} of full scale: lower the "
+        + ("playback" if name == "input" else "recording") + " level")
+  if levels["peak_dbfs"] < QUIET_PEAK_DBFS:
+    warnings_.append(
+        f"the {name} peaks at {levels['peak_dbfs']:.1f} dBFS: raise "
+        "its level (quiet recordings leave the noise floor large)")
+
+
+def _latency(x, y, sample_rate, max_latency_ms, layout, report, warnings_):
+  """The target's latency (samples); sets report's "latency" and, with a
+  layout, "noise_floor_dbfs"."""
   max_lag = min(int(round(max_latency_ms * sample_rate / 1000.0)),
                 max(len(x) - 1, 0))
   latency = data_lib.estimate_latency(x, y, max_lag) if max_lag else 0
@@ -262,6 +251,42 @@ def data_report(pair_or_paths, sample_rate=None, repeat=None,
         f"({report['latency']['ms']:.2f} ms): align the files, or load them "
         "with compensate_latency=True (emu.data.files_dataset), which "
         "shifts the target")
+  return latency
+
+
+def data_report(pair_or_paths, sample_rate=None, repeat=None,
+                layout=None, channel=None,
+                max_latency_ms=MAX_LATENCY_MS) -> dict:
+  """Measures a recorded pair; see the module docstring.
+
+  Args:
+    pair_or_paths: (input_path, target_path), or an `emu.data.Pair` or an
+      (input, target) tuple of [time] arrays.
+    sample_rate: Hz; required with arrays, checked against files.
+    repeat: where the input plays a segment twice: {"first": [start, end],
+      "second": [start, end]} in input samples, or None to take it from
+      `layout` or detect it (`find_repeat`).
+    layout: an `emu.testsignal` layout dict or sidecar path; with paths,
+      the input's sidecar is read when present.
+    channel: which channel of multi-channel files.
+    max_latency_ms: largest latency searched, ms.
+
+  Returns:
+    A JSON-safe dict (inf levels as strings): "sample_rate", "seconds",
+    "samples", "input" and "target" levels, "latency", "noise_floor_dbfs"
+    (with a layout), "repeatability" (or None), "warnings".
+  """
+  warnings_ = []
+  x, y, sample_rate, paths, layout = _read_pair(
+      pair_or_paths, sample_rate, layout, channel, warnings_)
+  report = {"sample_rate": int(sample_rate), "samples": int(len(x)),
+            "seconds": len(x) / sample_rate,
+            "files": paths, "test_signal": layout is not None}
+  for name, audio in (("input", x), ("target", y)):
+    report[name] = _levels(audio)
+    _level_warnings(name, report[name], warnings_)
+  latency = _latency(x, y, sample_rate, max_latency_ms, layout, report,
+                     warnings_)
 
   if repeat is None and layout is not None:
     repeat = layout.get("repeat")
@@ -269,20 +294,30 @@ def data_report(pair_or_paths, sample_rate=None, repeat=None,
   if repeat is None:
     repeat = find_repeat(x, sample_rate)
     source = "detected" if repeat is not None else None
-  report["repeatability"] = _repeatability(y, repeat, latency, source) if (
-      repeat is not None) else None
-  rep = report["repeatability"]
-  if rep is not None and rep["esr"] > 1e-2:
+  report["repeatability"] = rep = _repeatability(
+      y, repeat, latency, source) if repeat is not None else None
+  if rep is not None and rep["esr"] is None:
+    warnings_.append(
+        f"the repeatability is undefined: {rep['undefined']}; check that "
+        "the device's output reaches the recorder")
+  elif rep is not None and rep["esr"] > 1e-2:
     warnings_.append(
         f"the two recordings of the repeated segment differ by ESR "
         f"{rep['esr']:.2e}: the device is noisy or drifts (or changed "
         "settings); no model can get below ESR "
         f"{rep['esr_floor']:.2e} on this data")
   report["warnings"] = warnings_
-  return _json_safe(report)
+  return metrics.json_safe(report)
 
 
 def _repeatability(y, repeat, latency, source):
+  """ESR between the target's two recordings of the repeated segment.
+
+  The first recording is the reference. Where it is silent (or not
+  finite) the ESR is undefined: "esr", "esr_db" and "esr_floor" are None
+  and "undefined" says why, rather than a number that would read as a
+  perfectly repeatable device.
+  """
   (a0, a1), (b0, b1) = repeat["first"], repeat["second"]
   n = min(a1 - a0, b1 - b0)
   # The device answers `latency` samples later; shift both copies alike.
@@ -292,25 +327,34 @@ def _repeatability(y, repeat, latency, source):
     return None
   ya = y[a0 + shift:a0 + shift + n]
   yb = y[b0 + shift:b0 + shift + n]
-  value = esr(ya, yb)
-  return {"source": source, "first": [int(a0), int(a0 + n)],
-          "second": [int(b0), int(b0 + n)], "esr": value,
+  where = {"source": source, "first": [int(a0), int(a0 + n)],
+           "second": [int(b0), int(b0 + n)]}
+  try:
+    value = metrics.esr(yb, ya)
+  except ValueError as e:
+    return {**where, "esr": None, "esr_db": None, "esr_floor": None,
+            "undefined": f"the target's first recording of the repeated "
+                         f"segment is no reference ({e})"}
+  return {**where, "esr": value,
           "esr_db": 10.0 * math.log10(value) if value > 0 else -math.inf,
           "esr_floor": value / 2.0}
 
 
-def _json_safe(tree):
-  if isinstance(tree, dict):
-    return {k: _json_safe(v) for k, v in tree.items()}
-  if isinstance(tree, (list, tuple)):
-    return [_json_safe(v) for v in tree]
-  if isinstance(tree, float) and not math.isfinite(tree):
-    return str(tree)
-  return tree
-
-
 def _fmt_db(value):
   return f"{value:.1f}" if isinstance(value, (int, float)) else str(value)
+
+
+def _repeatability_line(rep, sample_rate):
+  if not rep:
+    return ("  repeatability: no repeated segment in the input "
+            "(record emu's test signal: python -m emu.testsignal)")
+  seconds = (rep["first"][1] - rep["first"][0]) / sample_rate
+  head = f"  repeatability ({rep['source']}, {seconds:.2f} s twice): "
+  if rep["esr"] is None:
+    return head + f"undefined, {rep['undefined']}"
+  return head + (
+      f"ESR {rep['esr']:.2e} ({_fmt_db(rep['esr_db'])} dB) between the two "
+      f"recordings; best reachable model ESR ~{rep['esr_floor']:.2e}")
 
 
 def format_report(d) -> str:
@@ -332,16 +376,7 @@ def format_report(d) -> str:
   if d.get("noise_floor_dbfs") is not None:
     lines.append(f"  noise floor (target in the silences) "
                  f"{_fmt_db(d['noise_floor_dbfs'])} dBFS RMS")
-  rep = d.get("repeatability")
-  if rep:
-    seconds = (rep["first"][1] - rep["first"][0]) / d["sample_rate"]
-    lines.append(
-        f"  repeatability ({rep['source']}, {seconds:.2f} s twice): ESR "
-        f"{rep['esr']:.2e} ({_fmt_db(rep['esr_db'])} dB) between the two "
-        f"recordings; best reachable model ESR ~{rep['esr_floor']:.2e}")
-  else:
-    lines.append("  repeatability: no repeated segment in the input "
-                 "(record emu's test signal: python -m emu.testsignal)")
+  lines.append(_repeatability_line(d.get("repeatability"), d["sample_rate"]))
   for warning in d.get("warnings", []):
     lines.append(f"  warning: {warning}")
   return "\n".join(lines)
@@ -350,33 +385,26 @@ def format_report(d) -> str:
 def report_files(input_path, target_path, workdir=None, log=True) -> dict:
   """data_report of two files, logged and saved as workdir/data_report.json.
 
-  The one call `experiments/run.py` makes before training on files.
+  The one call `emu.pipeline.run` makes before training on files.
   """
   report = data_report((input_path, target_path))
   if log:
     logging.info("data report\n%s", format_report(report))
   if workdir:
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "data_report.json"), "w") as f:
-      json.dump(report, f, indent=2)
+    workdir_lib.write_json(workdir, workdir_lib.DATA_REPORT, report,
+                           indent=2)
   return report
 
 
 def main(argv):
-  import sys  # pylint: disable=g-import-not-at-top
   if len(argv) != 3:
     print("usage: python -m emu.datareport INPUT.wav TARGET.wav",
           file=sys.stderr)
     return 2
-  try:
-    report = data_report((argv[1], argv[2]))
-  except (RuntimeError, sf.SoundFileError, OSError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  print(format_report(report))
+  print(format_report(data_report((argv[1], argv[2]))))
   return 0
 
 
 if __name__ == "__main__":
-  from absl import app  # pylint: disable=g-import-not-at-top
-  app.run(main)
+  cli.run_main(main)

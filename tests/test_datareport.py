@@ -88,6 +88,23 @@ def test_noiseless_device_repeats_exactly(recording):
   assert report["latency"]["samples"] == DELAY
 
 
+def test_a_silent_repeat_is_undefined_not_a_perfect_device(recording):
+  # Given a recording that holds nothing while the repeat plays
+  y = recording["y"].copy()
+  (a0, _), (_, b1) = (recording["layout"]["repeat"][c]
+                      for c in ("first", "second"))
+  y[a0:b1 + DELAY] = 0.0
+  report = datareport.data_report((recording["x"], y), RATE,
+                                  layout=recording["layout"])
+  # Then the ESR is undefined, with the reason, and never a number
+  rep = report["repeatability"]
+  assert rep["esr"] is None and rep["esr_floor"] is None
+  assert "silent" in rep["undefined"]
+  assert any("repeatability is undefined" in w for w in report["warnings"])
+  assert "repeatability (layout" in datareport.format_report(report)
+  assert json.loads(json.dumps(report)) == report
+
+
 def test_repeat_is_detected_without_a_layout(recording):
   # Given arrays and no layout, the input's own autocorrelation finds it
   report = datareport.data_report((recording["x"], recording["y"]), RATE)
