@@ -31,11 +31,15 @@ import math
 import os
 import sys
 
+from absl import flags
 import jax
 import numpy as np
 import soundfile as sf
 
+from emu import cli
 from emu import signals
+
+FLAGS = flags.FLAGS
 
 LAYOUT_FORMAT = "emu-testsignal"
 LAYOUT_VERSION = 1
@@ -80,7 +84,12 @@ def layout_path(wav_path):
   return os.path.splitext(wav_path)[0] + ".layout.json"
 
 
-def _fade(x, sample_rate):
+def fade(x, sample_rate):
+  """A float64 copy of x faded in and out over FADE_SECONDS (at most half
+  of it each way) with a raised cosine from exactly 0: no click at either
+  edge. Each part of the test signal, and each clip of the listening test
+  (`emu.listening_test`), starts and ends so."""
+  x = np.array(x, np.float64)
   n = min(int(FADE_SECONDS * sample_rate), len(x) // 2)
   if n:
     ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(n) / n)
@@ -89,7 +98,8 @@ def _fade(x, sample_rate):
   return x
 
 
-def _db(level_dbfs):
+def _amplitude(level_dbfs):
+  """The peak amplitude of a level in dBFS (-6 dBFS -> 0.501)."""
   return 10.0 ** (level_dbfs / 20.0)
 
 
@@ -129,30 +139,30 @@ class _Sources:
     """The sweep centred in n samples of silence."""
     out = np.zeros(n)
     at = (n - self.sweep_len) // 2
-    out[at:at + self.sweep_len] = _fade(sweep.copy(), self.sample_rate)
+    out[at:at + self.sweep_len] = fade(sweep, self.sample_rate)
     return out
 
   def part(self, kind, n):
     """float64 [n] of one kind, faded in and out, peak 1."""
     if kind == "sweep_up":
-      x = self.up.copy()
+      x = self.up
     elif kind == "sweep_down":
-      x = self.down.copy()
+      x = self.down
     elif kind in self.noise:
       x = self.take(kind, n)
     elif kind == "repeat":
       triangle = 1.0 - np.abs(np.linspace(-1.0, 1.0, n))
-      x = self.take("pink", n) * triangle + _db(-12) * self.sweep_in(
-          self.down, n)
+      x = (self.take("pink", n) * triangle +
+           _amplitude(-12) * self.sweep_in(self.down, n))
     else:  # mix: pink at a level that steps every quarter, a sweep, bursts
-      steps = _db(self.rng.uniform(-24.0, 0.0, 4))
+      steps = _amplitude(self.rng.uniform(-24.0, 0.0, 4))
       levels = steps[np.minimum(np.arange(n) * 4 // n, 3)]
       bursts = (np.arange(n) // max(n // 16, 1)) % 3 == 0
       x = (self.take("pink", n) * levels +
-           _db(-18) * self.sweep_in(self.up, n) +
-           _db(-12) * self.take("white", n) * bursts)
+           _amplitude(-18) * self.sweep_in(self.up, n) +
+           _amplitude(-12) * self.take("white", n) * bursts)
     # No DC: an offset thumps through a device's coupling capacitors.
-    x = _fade(x - np.mean(x), self.sample_rate)
+    x = fade(x - np.mean(x), self.sample_rate)
     return x / max(np.max(np.abs(x)), 1e-12)
 
 
@@ -208,7 +218,7 @@ def make(sample_rate=48000, seconds=DEFAULT_SECONDS, seed=0):
   add_blip("blip")
   repeat = None
   for name, kind, level, _ in _CONTENT:
-    audio = sources.part(kind, lengths[name]) * _db(level)
+    audio = sources.part(kind, lengths[name]) * _amplitude(level)
     if name == "repeat":
       for tag in ("a", "b"):
         add(f"silence_before_repeat_{tag}", "silence", np.zeros(silence))
@@ -273,18 +283,12 @@ def read_layout(path):
 
 
 def main(argv):
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  flags_ = flags.FLAGS
   if len(argv) != 2:
     print("usage: python -m emu.testsignal OUT.wav --sample_rate=48000 "
           "[--seconds=60] [--seed=0] [--overwrite]", file=sys.stderr)
     return 2
-  try:
-    layout = write(argv[1], flags_.sample_rate, flags_.seconds, flags_.seed,
-                   flags_.subtype, flags_.overwrite)
-  except (FileExistsError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  layout = write(argv[1], FLAGS.sample_rate, FLAGS.seconds, FLAGS.seed,
+                 FLAGS.subtype, FLAGS.overwrite)
   print(f"wrote {argv[1]} ({layout['seconds']:.1f} s at "
         f"{layout['sample_rate']} Hz) and {layout_path(argv[1])}.\n"
         "Play it through your device at the level you use it at, record the "
@@ -295,7 +299,6 @@ def main(argv):
 
 
 def _define_flags():
-  from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_integer("sample_rate", 48000, "Hz.")
   flags.DEFINE_float("seconds", DEFAULT_SECONDS, "Total length, seconds.")
   flags.DEFINE_integer("seed", 0, "Seeds the noises.")
@@ -306,6 +309,5 @@ def _define_flags():
 
 
 if __name__ == "__main__":
-  from absl import app  # pylint: disable=g-import-not-at-top
   _define_flags()
-  app.run(main)
+  cli.run_main(main)
