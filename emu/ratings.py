@@ -1,11 +1,12 @@
-"""Aggregates listening-test ratings exported by `listening_test.html`.
+"""Aggregates the ratings that a listening test page exports.
 
   python -m emu.ratings ratings_*.json ratings_*.csv [--by_set] [--json=OUT]
 
-As the thesis reported its listening test: per model, the number of
-ratings, their mean (and standard deviation) on the 4-point scale (1 not
-similar at all, 2 some similarities, 3 almost the same, 4 the same), and
-how many pairs got each score. The control row (the target against itself)
+The page is `listening_test.html` (`emu.listening_test`). As the thesis
+reported its listening test: per model, the number of ratings, their mean
+(and standard deviation) on the 4-point scale (1 not similar at all, 2 some
+similarities, 3 almost the same, 4 the same), and how many pairs got each
+score. The control row (the target against itself)
 shows how much the raters can be trusted: it should be near 4.
 
 A named rater who exported a pair twice (JSON and CSV, or again later) is
@@ -20,8 +21,12 @@ import math
 import os
 import sys
 
-from emu import report_html
+from absl import flags
 
+from emu import cli
+from emu import listening_test
+
+FLAGS = flags.FLAGS
 SCORES = (1, 2, 3, 4)
 
 
@@ -57,7 +62,7 @@ def read_ratings(path):
       d = json.loads(text)
     except json.JSONDecodeError as e:
       raise RatingsError(f"{path}: not valid JSON ({e})") from None
-    if d.get("format") != report_html.RATINGS_FORMAT:
+    if d.get("format") != listening_test.RATINGS_FORMAT:
       raise RatingsError(f"{path}: not an emu ratings export (format "
                          f"{d.get('format')!r})")
     page, rater, records = d.get("page_id", ""), d.get("rater", ""), d[
@@ -117,7 +122,7 @@ def aggregate(rows, by=("model",)):
 def format_table(summary, by=("model",)):
   """A markdown table of `aggregate`'s result."""
   head = list(by) + ["n", "mean", "std"] + [
-      f"{s} {report_html.SCALE[s]}" for s in SCORES] + ["unrated"]
+      f"{s} {listening_test.SCALE[s]}" for s in SCORES] + ["unrated"]
   lines = ["| " + " | ".join(head) + " |",
            "|" + "|".join(["---"] * len(by) + ["---:"] * (len(head) - len(
                by))) + "|"]
@@ -131,26 +136,20 @@ def format_table(summary, by=("model",)):
 
 
 def main(argv):
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  flags_ = flags.FLAGS
   paths = argv[1:]
   if not paths:
     print("usage: python -m emu.ratings FILES... [--by_set] [--json=OUT]",
           file=sys.stderr)
     return 2
-  try:
-    rows = latest([row for path in paths for row in read_ratings(path)])
-  except RatingsError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  by = ("model", "set") if flags_.by_set else ("model",)
+  rows = latest([row for path in paths for row in read_ratings(path)])
+  by = ("model", "set") if FLAGS.by_set else ("model",)
   summary = aggregate(rows, by)
   raters = sorted({r["rater"] or "(anonymous)" for r in rows})
   print(f"{len(rows)} pairs from {len(raters)} rater(s): "
         f"{', '.join(raters)}\n")
   print(format_table(summary, by))
-  if flags_.json:
-    with open(flags_.json, "w") as f:
+  if FLAGS.json:
+    with open(FLAGS.json, "w") as f:
       json.dump([{**g, "mean": None if math.isnan(g["mean"]) else g["mean"],
                   "std": None if math.isnan(g["std"]) else g["std"]}
                  for g in summary], f, indent=1)
@@ -158,12 +157,10 @@ def main(argv):
 
 
 def _define_flags():
-  from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_bool("by_set", False, "One row per model and validation set.")
   flags.DEFINE_string("json", None, "Also write the summary to this file.")
 
 
 if __name__ == "__main__":
-  from absl import app  # pylint: disable=g-import-not-at-top
   _define_flags()
-  app.run(main)
+  cli.run_main(main)

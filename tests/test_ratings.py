@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
+from emu import listening_test
 from emu import ratings
-from emu import report_html
 
-CONTROL = report_html.CONTROL
+CONTROL = listening_test.CONTROL
 
 
 def _json_export(path, rater, scores, page="0-x"):
@@ -22,7 +22,7 @@ def _json_export(path, rater, scores, page="0-x"):
            "order": "target-output", "score": score, "note": ""}
           for i, (model, score) in enumerate(scores)]
   with open(path, "w") as f:
-    json.dump({"format": report_html.RATINGS_FORMAT, "version": 1,
+    json.dump({"format": listening_test.RATINGS_FORMAT, "version": 1,
                "page_id": page, "seed": 0, "rater": rater,
                "ratings": rows}, f)
   return str(path)

@@ -1,4 +1,4 @@
-"""emu.report_html: self-contained pages, and a real browser rating a pair.
+"""emu.report_html, emu.listening_test: self-contained pages, browser-rated.
 
 The browser test drives Debian's headless Chromium with Selenium (pip
 `selenium`, /usr/bin/chromedriver); it is skipped, saying why, when either
@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from emu import listening_test
 from emu import ratings
 from emu import report_html
 
@@ -90,16 +91,16 @@ def test_report_is_self_contained(workdir):
 
 
 def test_listening_test_pairs_are_blind_seeded_and_right(workdir):
-  path = report_html.write_listening_test([workdir], seed=5,
+  path = listening_test.write_listening_test([workdir], seed=5,
                                           clips_per_set=2, clip_seconds=0.5)
-  trials = report_html.listening_trials([workdir], 0.5, 2, seed=5)
+  trials = listening_test.listening_trials([workdir], 0.5, 2, seed=5)
   # 2 sets x 2 clips + 1 control, in an order drawn from the seed
   assert len(trials) == 5
   assert [t["trial"] for t in trials] == [1, 2, 3, 4, 5]
-  other = report_html.listening_trials([workdir], 0.5, 2, seed=6)
+  other = listening_test.listening_trials([workdir], 0.5, 2, seed=6)
   assert [(t["model"], t["set"], t["clip"]) for t in trials] != [
       (t["model"], t["set"], t["clip"]) for t in other]
-  assert sum(t["model"] == report_html.CONTROL for t in trials) == 1
+  assert sum(t["model"] == listening_test.CONTROL for t in trials) == 1
   # and A/B hold the target and the output as "order" says
   for t in trials:
     a, _ = _wav(t["a"].split(",", 1)[1])
@@ -116,7 +117,7 @@ def test_listening_test_pairs_are_blind_seeded_and_right(workdir):
                                 -1, 1), atol=1.0 / 32768)
   with open(path) as f:
     page = f.read()
-  for score, text in report_html.SCALE.items():
+  for score, text in listening_test.SCALE.items():
     assert f"{score}: {text}" in page
   assert "lstm (lstm_run)" in page  # the key is in the page's source only
   assert "lstm (lstm_run)" not in re.sub(r"<script.*?</script>", "", page,
