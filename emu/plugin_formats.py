@@ -1,0 +1,372 @@
+"""emu's LSTM and GRU in real-time plugin formats, written and read back.
+
+What `emu.export` writes (`python -m emu.export`). Formats (all JSON):
+
+- `nam`: Neural Amp Modeler's `.nam` file, architecture "LSTM" (the NAM
+  plugin and NeuralAmpModelerCore). Per layer the PyTorch matrix
+  [w_ih | w_hh] as [4H, in + H] row-major, the bias b_ih + b_hh [4H], the
+  initial hidden and cell states [H] each (zeros: emu starts from zero), then
+  the head Linear(H, 1) weight [H] and bias. LSTM only (NAM has no GRU).
+- `rtneural`: RTNeural's Keras-style JSON (`RTNeural::json_parser`):
+  "in_shape", then "lstm"/"gru" layers with Keras weights (kernel [in][nH],
+  recurrent kernel [H][nH], bias) and a "dense" head. Keras's LSTM gate order
+  i, f, c, o equals emu's (PyTorch's) i, f, g, o; Keras's GRU order z, r, h
+  differs from emu's r, z, n, so GRU columns are reordered, and its bias is
+  [2][3H] (input, recurrent) in the reset-after form emu uses.
+- `guitarml`: the JSON of Automated-GuitarAmpModelling's SimpleRNN
+  ({"model_data": ..., "state_dict": ...} in PyTorch layout), which
+  GuitarML's plugins (NeuralPi, Proteus, ...) load into RTNeural.
+
+The dry-input skip (`skip=True`, emu's default): NAM's LSTM and a plain
+RTNeural model compute head(h) only, and no change of weights adds the input
+to the output, so `nam` and `rtneural` refuse a skip model (train with
+`--noskip`, or use `guitarml`). The `guitarml` format records `"skip": 1`,
+and GuitarML's plugins add the input themselves (NeuralPi's RT_LSTM returns
+`model.forward(x) + x`), so a skip model round-trips there; a model without
+the skip is recorded as `"skip": 0`, which those plugins ignore (they add the
+input regardless), so `guitarml` refuses it.
+
+An ensemble is written as one wider model by `emu.export.export`.
+`load_nam`, `load_rtneural` and `load_guitarml` rebuild the emu model and
+params from a file (or its dict), so a file can be checked against the
+model it came from. JSON stores each float32 weight exactly (its float64
+repr), so a round trip is bit-exact.
+"""
+
+import json
+import warnings
+
+import jax.numpy as jnp
+import numpy as np
+
+from emu import models
+
+FORMATS = ("nam", "rtneural", "guitarml")
+# The .nam version written: the LSTM layout has not changed since 0.5, and
+# NeuralAmpModelerCore releases that read only 0.5.x files are still in use.
+NAM_VERSION = "0.5.4"
+
+
+class ExportError(ValueError):
+  """A model cannot be written in the requested format (says why)."""
+
+
+# ------------------------------------------------------------ the model
+
+
+def _family(model):
+  name = type(model).__name__
+  if name not in ("LSTM", "GRU"):
+    raise ExportError(
+        f"only the recurrent models (lstm, gru) export to plugin formats; "
+        f"this is a {name}. NAM's WaveNet layout differs from emu's wavenet")
+  return name.lower()
+
+
+def _layers(model, params):
+  """numpy float32 weights per layer and the head, in emu's layout.
+
+  Returns:
+    (layers, w_out [H, 1], b_out [1]); each layer a dict of w_ih [in, nH],
+    w_hh [H, nH] and bias [nH] (LSTM) or b_ih, b_hh [3H] (GRU).
+  """
+  p = params["params"] if "params" in params else params
+  f32 = lambda a: np.asarray(a, np.float32)
+  layers = []
+  for k in range(model.num_layers):
+    names = ("w_ih", "w_hh", "bias") if _family(model) == "lstm" else (
+        "w_ih", "w_hh", "b_ih", "b_hh")
+    layers.append({n: f32(p[f"{n}_{k}"]) for n in names})
+  return layers, f32(p["w_out"]), f32(p["b_out"])
+
+
+def _input_size(layers):
+  return int(layers[0]["w_ih"].shape[0])
+
+
+def _params_tree(layers, w_out, b_out):
+  tree = {f"{n}_{k}": jnp.asarray(a, jnp.float32)
+          for k, layer in enumerate(layers) for n, a in layer.items()}
+  tree["w_out"] = jnp.asarray(w_out, jnp.float32).reshape(-1, 1)
+  tree["b_out"] = jnp.asarray(b_out, jnp.float32).reshape(1)
+  return {"params": tree}
+
+
+def _refuse_skip(model, fmt):
+  if model.skip:
+    raise ExportError(
+        f"this model adds its input to the output (skip=True), which {fmt}'s "
+        "model cannot express: its output is a linear head on the hidden "
+        "state only. Retrain with --noskip (skip=False) to export to "
+        f"{fmt}" + ("" if fmt == "NAM" else
+                    ", or use --format=guitarml, whose plugins add the "
+                    "input themselves"))
+
+
+def _float_list(a):
+  # float32 -> Python float (float64) is exact, and so is the way back.
+  return np.asarray(a, np.float32).astype(np.float64).tolist()
+
+
+def _gru_to_keras(a, hidden):
+  """Columns r, z, n (emu, PyTorch) -> z, r, n (Keras, RTNeural)."""
+  r, z, n = (a[..., i * hidden:(i + 1) * hidden] for i in range(3))
+  return np.concatenate([z, r, n], axis=-1)
+
+
+def _gru_from_keras(a, hidden):
+  z, r, n = (a[..., i * hidden:(i + 1) * hidden] for i in range(3))
+  return np.concatenate([r, z, n], axis=-1)
+
+
+# ------------------------------------------------------------------ NAM
+
+
+def export_nam(model, params, sample_rate, metadata=None) -> dict:
+  """The `.nam` dict of an emu LSTM with skip=False.
+
+  Args:
+    model: emu LSTM (emu.models.recurrent.LSTM) with skip=False and one
+      input channel.
+    params: its Flax params ({"params": {...}}).
+    sample_rate: Hz the model was trained at (the plugin checks it).
+    metadata: extra "metadata" entries (name, modeled_by, ...).
+
+  Returns:
+    dict ready for json.dump.
+
+  Raises:
+    ExportError: a GRU or non-recurrent model, a skip model, or
+      conditioning inputs (the NAM plugin feeds one audio channel).
+  """
+  if _family(model) != "lstm":
+    raise ExportError(
+        "NAM has no GRU architecture; export a GRU with --format=rtneural "
+        "(skip=False) or --format=guitarml")
+  _refuse_skip(model, "NAM")
+  layers, w_out, b_out = _layers(model, params)
+  if _input_size(layers) != 1:
+    raise ExportError(
+        f"the model reads {_input_size(layers)} input channels; the NAM "
+        "plugin feeds one (audio only), so knob-conditioned models cannot "
+        "be exported to NAM")
+  hidden = model.hidden_size
+  weights = []
+  for layer in layers:
+    # PyTorch's weight_ih is w_ih.T; NAM stores [w_ih | w_hh] row-major.
+    weights.append(np.concatenate([layer["w_ih"].T, layer["w_hh"].T],
+                                  axis=1).ravel())
+    weights.append(layer["bias"])  # = b_ih + b_hh: emu keeps one bias
+    weights.append(np.zeros(2 * hidden, np.float32))  # initial h, then c
+  weights += [w_out[:, 0], b_out.reshape(1)]
+  return {
+      "version": NAM_VERSION,
+      "architecture": "LSTM",
+      "config": {"input_size": 1, "hidden_size": hidden,
+                 "num_layers": model.num_layers},
+      "weights": _float_list(np.concatenate(weights)),
+      "sample_rate": float(sample_rate),
+      "metadata": {"exported_by": "emu", **(metadata or {})},
+  }
+
+
+def _read_json(path_or_dict):
+  if isinstance(path_or_dict, dict):
+    return path_or_dict
+  with open(path_or_dict) as f:
+    return json.load(f)
+
+
+def load_nam(path_or_dict):
+  """Rebuilds (model, params, sample_rate) from a NAM LSTM file or dict.
+
+  NAM's own trainer stores a settled (nonzero) initial state, which emu's
+  zero initial state cannot hold: such a file loads with a warning, and its
+  output differs from NAM's for the first moments only.
+  """
+  d = _read_json(path_or_dict)
+  if d.get("architecture") != "LSTM":
+    raise ExportError(
+        f"emu reads NAM's LSTM files; this one is {d.get('architecture')!r}")
+  cfg = d["config"]
+  hidden, num_layers = int(cfg["hidden_size"]), int(cfg["num_layers"])
+  in_size = int(cfg.get("input_size", 1))
+  w = np.asarray(d["weights"], np.float32)
+  expected = hidden + 1 + sum(
+      4 * hidden * ((in_size if k == 0 else hidden) + hidden) + 6 * hidden
+      for k in range(num_layers))
+  if w.size != expected:
+    raise ExportError(
+        f"the file holds {w.size} weights; an LSTM with input_size "
+        f"{in_size}, hidden_size {hidden} and {num_layers} layers has "
+        f"{expected}")
+  layers, at, states = [], 0, []
+  for k in range(num_layers):
+    n_in = in_size if k == 0 else hidden
+    cols = n_in + hidden
+    mat = w[at:at + 4 * hidden * cols].reshape(4 * hidden, cols)
+    at += mat.size
+    bias = w[at:at + 4 * hidden]
+    at += 4 * hidden
+    states.append(w[at:at + 2 * hidden])
+    at += 2 * hidden
+    layers.append({"w_ih": mat[:, :n_in].T.copy(),
+                   "w_hh": mat[:, n_in:].T.copy(), "bias": bias})
+  w_out, b_out = w[at:at + hidden], w[at + hidden:]
+  model = models.create("lstm", hidden_size=hidden, num_layers=num_layers,
+                        skip=False)
+  params = _params_tree(layers, w_out, b_out)
+  if any(np.any(s) for s in states):
+    warnings.warn(
+        "this .nam file has a nonzero initial state; emu starts from zero, "
+        "so the first moments of output differ (the rest agrees)",
+        stacklevel=2)
+  return model, params, d.get("sample_rate")
+
+
+# ------------------------------------------------------------- RTNeural
+
+
+def export_rtneural(model, params, sample_rate=None, metadata=None) -> dict:
+  """RTNeural's Keras-style JSON of an emu LSTM or GRU with skip=False.
+
+  RTNeural's loader reads "in_shape" and "layers" only; the sample rate
+  (Hz) and `metadata` go in an extra "metadata" entry that it ignores.
+  """
+  family = _family(model)
+  _refuse_skip(model, "RTNeural")
+  layers, w_out, b_out = _layers(model, params)
+  hidden = model.hidden_size
+  out = []
+  for layer in layers:
+    if family == "lstm":
+      weights = [layer["w_ih"], layer["w_hh"], layer["bias"]]
+    else:
+      weights = [_gru_to_keras(layer["w_ih"], hidden),
+                 _gru_to_keras(layer["w_hh"], hidden),
+                 np.stack([_gru_to_keras(layer["b_ih"], hidden),
+                           _gru_to_keras(layer["b_hh"], hidden)])]
+    out.append({"type": family, "activation": "",
+                "shape": [None, None, hidden],
+                "weights": [_float_list(a) for a in weights]})
+  out.append({"type": "dense", "activation": "", "shape": [None, None, 1],
+              "weights": [_float_list(w_out), _float_list(b_out)]})
+  meta = {"exported_by": "emu", **(metadata or {})}
+  if sample_rate is not None:
+    meta["sample_rate"] = float(sample_rate)
+  return {"in_shape": [None, None, _input_size(layers)], "layers": out,
+          "metadata": meta}
+
+
+def load_rtneural(path_or_dict):
+  """Rebuilds (model, params, sample_rate or None) from RTNeural JSON.
+
+  Reads stacks of one recurrent type followed by a dense [H -> 1] head
+  with no activation, as `export_rtneural` writes them.
+  """
+  d = _read_json(path_or_dict)
+  specs = d["layers"]
+  if not specs or specs[-1]["type"] != "dense" or specs[-1].get(
+      "activation", ""):
+    raise ExportError("expected recurrent layers and a final linear dense "
+                      "layer")
+  kinds = {s["type"] for s in specs[:-1]}
+  if len(kinds) != 1 or not kinds <= {"lstm", "gru"}:
+    raise ExportError(f"expected lstm or gru layers of one type, got "
+                      f"{[s['type'] for s in specs]}")
+  family = kinds.pop()
+  hidden = int(specs[0]["shape"][-1])
+  layers = []
+  for spec in specs[:-1]:
+    w = [np.asarray(a, np.float32) for a in spec["weights"]]
+    if family == "lstm":
+      layers.append({"w_ih": w[0], "w_hh": w[1], "bias": w[2]})
+    else:
+      layers.append({"w_ih": _gru_from_keras(w[0], hidden),
+                     "w_hh": _gru_from_keras(w[1], hidden),
+                     "b_ih": _gru_from_keras(w[2][0], hidden),
+                     "b_hh": _gru_from_keras(w[2][1], hidden)})
+  dense = [np.asarray(a, np.float32) for a in specs[-1]["weights"]]
+  model = models.create(family, hidden_size=hidden, num_layers=len(layers),
+                        skip=False)
+  params = _params_tree(layers, dense[0], dense[1])
+  return model, params, d.get("metadata", {}).get("sample_rate")
+
+
+# ------------------------------------------------------------- GuitarML
+
+
+def export_guitarml(model, params, sample_rate=None, metadata=None) -> dict:
+  """Automated-GuitarAmpModelling's SimpleRNN JSON of an emu skip model.
+
+  PyTorch names and layout: rec.weight_ih_l{k} [nH, in], rec.weight_hh_l{k}
+  [nH, H], rec.bias_ih_l{k}, rec.bias_hh_l{k} [nH] (for emu's LSTM the bias
+  goes to bias_ih and bias_hh is zero; the plugins add the two), lin.weight
+  [1, H], lin.bias [1]. The sample rate (Hz) goes in an extra "emu" entry.
+  """
+  family = _family(model)
+  if not model.skip:
+    raise ExportError(
+        "GuitarML's plugins add the input to the model's output whatever "
+        "the file says, so a model trained without the skip (skip=False) "
+        "would sound wrong there; use --format=rtneural or --format=nam")
+  layers, w_out, b_out = _layers(model, params)
+  state = {}
+  for k, layer in enumerate(layers):
+    state[f"rec.weight_ih_l{k}"] = layer["w_ih"].T
+    state[f"rec.weight_hh_l{k}"] = layer["w_hh"].T
+    if family == "lstm":
+      state[f"rec.bias_ih_l{k}"] = layer["bias"]
+      state[f"rec.bias_hh_l{k}"] = np.zeros_like(layer["bias"])
+    else:
+      state[f"rec.bias_ih_l{k}"] = layer["b_ih"]
+      state[f"rec.bias_hh_l{k}"] = layer["b_hh"]
+  state["lin.weight"] = w_out.T
+  state["lin.bias"] = b_out
+  emu_info = {"exported_by": "emu", **(metadata or {})}
+  if sample_rate is not None:
+    emu_info["sample_rate"] = float(sample_rate)
+  return {
+      "model_data": {
+          "model": "SimpleRNN", "input_size": _input_size(layers), "skip": 1,
+          "output_size": 1, "unit_type": family.upper(),
+          "num_layers": model.num_layers, "hidden_size": model.hidden_size,
+          "bias_fl": True},
+      "state_dict": {k: _float_list(v) for k, v in state.items()},
+      "emu": emu_info,
+  }
+
+
+def load_guitarml(path_or_dict):
+  """Rebuilds (model, params, sample_rate or None) from SimpleRNN JSON."""
+  d = _read_json(path_or_dict)
+  info, state = d["model_data"], d["state_dict"]
+  family = str(info["unit_type"]).lower()
+  if family not in ("lstm", "gru"):
+    raise ExportError(f"unit_type {info['unit_type']!r}: emu reads LSTM and "
+                      "GRU")
+  if int(info.get("skip", 0)) > 1:
+    raise ExportError("skip > 1 (several input channels added to the "
+                      "output) has no emu equivalent")
+  arr = lambda name: np.asarray(state[name], np.float32)
+  layers = []
+  for k in range(int(info["num_layers"])):
+    b_ih, b_hh = arr(f"rec.bias_ih_l{k}"), arr(f"rec.bias_hh_l{k}")
+    layer = {"w_ih": arr(f"rec.weight_ih_l{k}").T.copy(),
+             "w_hh": arr(f"rec.weight_hh_l{k}").T.copy()}
+    if family == "lstm":
+      layer["bias"] = b_ih + b_hh
+    else:
+      layer.update(b_ih=b_ih, b_hh=b_hh)
+    layers.append(layer)
+  model = models.create(family, hidden_size=int(info["hidden_size"]),
+                        num_layers=len(layers),
+                        skip=bool(int(info.get("skip", 0))))
+  params = _params_tree(layers, arr("lin.weight").T, arr("lin.bias"))
+  return model, params, d.get("emu", {}).get("sample_rate")
+
+
+EXPORTERS = {"nam": export_nam, "rtneural": export_rtneural,
+             "guitarml": export_guitarml}
+LOADERS = {"nam": load_nam, "rtneural": load_rtneural,
+           "guitarml": load_guitarml}
