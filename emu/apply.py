@@ -7,25 +7,16 @@ stays bounded); mono; the file's sample rate must be the model's.
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
 import numpy as np
 import soundfile as sf
 
+from emu import cli
 from emu import stream
 from emu import workdir as workdir_lib
 
-flags.DEFINE_string("workdir", None, "A run's folder (experiments/run.py).")
-flags.DEFINE_integer("block_size", 65536, "Samples per processing block.")
-flags.DEFINE_integer("channel", None,
-                     "Channel to process in a multi-channel file.")
-flags.DEFINE_enum("checkpoint", "best", ["best", "last"], "Which parameters.")
-flags.DEFINE_string("subtype", "FLOAT",
-                    "Output sample format (soundfile subtype: FLOAT, PCM_24, "
-                    "PCM_16, ...).")
-flags.DEFINE_bool("overwrite", False, "Replace an existing output file.")
 FLAGS = flags.FLAGS
 
 
@@ -71,13 +62,9 @@ def main(argv):
         "usage: python -m emu.apply --workdir=DIR input.wav output.wav")
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required")
-  try:
-    info = apply_file(FLAGS.workdir, argv[1], argv[2], FLAGS.block_size,
-                      FLAGS.channel, FLAGS.checkpoint, FLAGS.subtype,
-                      FLAGS.overwrite)
-  except (ValueError, FileNotFoundError, FileExistsError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  info = apply_file(FLAGS.workdir, argv[1], argv[2], FLAGS.block_size,
+                    FLAGS.channel, FLAGS.checkpoint, FLAGS.subtype,
+                    FLAGS.overwrite)
   print(f"wrote {argv[2]}: {info['samples']} samples at "
         f"{info['sample_rate']} Hz" + (
             f"; {info['clipped']} samples beyond full scale (use "
@@ -85,5 +72,19 @@ def main(argv):
   return 0
 
 
+def _define_flags():
+  flags.DEFINE_string("workdir", None, "A run's folder (experiments/run.py).")
+  flags.DEFINE_integer("block_size", 65536, "Samples per processing block.")
+  flags.DEFINE_integer("channel", None,
+                       "Channel to process in a multi-channel file.")
+  flags.DEFINE_enum("checkpoint", "best", ["best", "last"],
+                    "Which parameters.")
+  flags.DEFINE_string("subtype", "FLOAT",
+                      "Output sample format (soundfile subtype: FLOAT, "
+                      "PCM_24, PCM_16, ...).")
+  flags.DEFINE_bool("overwrite", False, "Replace an existing output file.")
+
+
 if __name__ == "__main__":
-  app.run(main)
+  _define_flags()
+  cli.run_main(main)
