@@ -15,7 +15,8 @@ output, so against a target that carries independent noise n its ESR cannot
 go below E[n^2] / E[y^2], half the ESR between two recordings: that half is
 reported as `esr_floor`, the best ESR any model can reach on this data.
 Where the target is silent in the first repetition that ESR is undefined
-(`emu.metrics.esr`): the report gives None and says why, not a number.
+(`emu.metrics.esr`), as is the latency of a silent side: the report gives
+None and says why, not a number.
 
 The repeated segment comes from the test signal's layout (`emu.testsignal`:
 its sidecar next to the input WAV is found by itself) or is detected by
@@ -224,10 +225,20 @@ def _latency(x, y, sample_rate, max_latency_ms, layout, report, warnings_):
   layout, "noise_floor_dbfs"."""
   max_lag = min(int(round(max_latency_ms * sample_rate / 1000.0)),
                 max(len(x) - 1, 0))
-  latency = data_lib.estimate_latency(x, y, max_lag) if max_lag else 0
-  report["latency"] = {"samples": int(latency),
-                       "ms": 1000.0 * latency / sample_rate,
-                       "max_searched_ms": max_latency_ms}
+  silent = [name for name, a in (("input", x), ("target", y))
+            if not np.max(np.abs(a), initial=0.0) > data_lib.SILENCE_PEAK]
+  if silent:
+    # A silent side has no lag to find (the search would return the edge
+    # of its range): none is reported, and the rest is read unshifted.
+    latency = 0
+    report["latency"] = {"samples": None, "ms": None,
+                         "max_searched_ms": max_latency_ms,
+                         "undefined": "silent " + " and ".join(silent)}
+  else:
+    latency = data_lib.estimate_latency(x, y, max_lag) if max_lag else 0
+    report["latency"] = {"samples": int(latency),
+                         "ms": 1000.0 * latency / sample_rate,
+                         "max_searched_ms": max_latency_ms}
   if layout is not None:
     blips = [_blip_latency(y, p, max_lag) for p in layout.get("blips", [])]
     report["latency"]["blips_samples"] = blips
@@ -369,7 +380,9 @@ def format_report(d) -> str:
         f"{_fmt_db(side['rms_dbfs'])} dBFS, {side['clipped_samples']} "
         f"clipped, DC {side['dc_offset']:+.1e}")
   lat = d["latency"]
-  text = f"  latency {lat['samples']} samples ({lat['ms']:.2f} ms)"
+  text = (f"  latency undefined ({lat['undefined']})"
+          if lat["samples"] is None else
+          f"  latency {lat['samples']} samples ({lat['ms']:.2f} ms)")
   if lat.get("blips_samples"):
     text += f"; at the blips {lat['blips_samples']} samples"
   lines.append(text)

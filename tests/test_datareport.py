@@ -134,6 +134,10 @@ def test_no_repeat_and_problems_are_reported():
   assert any("raise its level" in w for w in quiet["warnings"])
   silent = datareport.data_report((x, np.zeros_like(x)), RATE)
   assert silent["target"]["peak_dbfs"] == str(-math.inf)
+  # nothing answers: no latency, rather than the edge of the search
+  assert silent["latency"]["samples"] is None
+  assert "latency undefined (silent target)" in datareport.format_report(
+      silent)
 
 
 def test_report_files_writes_json(recording):
