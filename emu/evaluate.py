@@ -231,9 +231,9 @@ def evaluate(model, params, dataset, workdir, cfg=None, history=None,
   if plot_dir and responses:
     plots.frequency_response(freqs, responses,
                              os.path.join(plot_dir, "frequency_response.png"))
-    if history:
-      plots.training_curves(history,
-                            os.path.join(plot_dir, "training_curves.png"))
+  if plot_dir and history:
+    plots.training_curves(history,
+                          os.path.join(plot_dir, "training_curves.png"))
 
   report["streaming"] = [
       stream.measure(model, params, block, sample_rate=sample_rate,
