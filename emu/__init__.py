@@ -15,8 +15,9 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "apply", "cli", "config", "data", "datareport", "effects", "evaluate",
-    "export", "losses", "metrics", "models", "pipeline", "plots", "ratings",
-    "report_html", "signals", "stream", "testsignal", "train", "workdir",
+    "export", "listening_test", "losses", "metrics", "models", "pipeline",
+    "plots", "plugin_formats", "ratings", "report_html", "signals", "stream",
+    "testsignal", "train", "workdir",
 )
 
 

@@ -10,7 +10,6 @@
   plots/            the thesis's figures (when matplotlib is installed)
 """
 
-import json
 import os
 
 from absl import logging
@@ -244,6 +243,6 @@ def evaluate(model, params, dataset, workdir, cfg=None, history=None,
                  "sample", row["block_size"], row["rtf"], row["us_per_sample"])
   # sort_keys, which workdir_lib.write_json does not offer: report.json's
   # keys stay in the order every earlier run wrote them.
-  with open(workdir_lib.path(workdir, workdir_lib.REPORT), "w") as f:
-    json.dump(metrics.json_safe(report), f, indent=2, sort_keys=True)
+  workdir_lib.write_json(workdir, workdir_lib.REPORT,
+                         metrics.json_safe(report), indent=2, sort_keys=True)
   return report

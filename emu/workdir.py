@@ -25,11 +25,11 @@ import os
 import shutil
 
 from absl import logging
-import jax
-import jax.numpy as jnp
-import orbax.checkpoint as ocp
 
 from emu import config as config_lib
+
+# jax and orbax are imported where checkpoints are read or written, so that
+# tools that only read a run's JSON files (report pages, ratings) start fast.
 
 CONFIG = "config.json"
 FLAGS = "flags.txt"
@@ -61,11 +61,11 @@ def read_json(workdir: str, name: str):
     return json.load(f)
 
 
-def write_json(workdir: str, name: str, tree, indent=None):
+def write_json(workdir: str, name: str, tree, indent=None, sort_keys=False):
   """Writes atomically (a temporary file, then a rename)."""
   final = path(workdir, name)
   with open(final + ".tmp", "w") as f:
-    json.dump(tree, f, indent=indent)
+    json.dump(tree, f, indent=indent, sort_keys=sort_keys)
   os.replace(final + ".tmp", final)
 
 
@@ -173,6 +173,7 @@ class Checkpoints:
   """
 
   def __init__(self, workdir):
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
     _quiet_orbax()
     self.root = os.path.join(os.path.abspath(workdir), CHECKPOINTS)
     self.checkpointer = ocp.StandardCheckpointer()
@@ -199,6 +200,7 @@ class Checkpoints:
     on this process's first device, whatever devices saved it (a run
     trained with its members or batch split over 2 devices loads in a
     one-device process; the training loop places the arrays again)."""
+    import jax  # pylint: disable=g-import-not-at-top
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
@@ -215,6 +217,8 @@ def load_params(workdir: str, which: str = "best"):
   which: 'best' (the parameters with the lowest val1 ESR) or 'last' (those
   of the last checkpointed epoch).
   """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from emu import models  # pylint: disable=g-import-not-at-top
   if which not in ("best", "last"):
     raise ValueError(f"unknown checkpoint {which!r}; choose best or last")
