@@ -29,3 +29,14 @@ def test_given_tiny_sizes_when_bench_runs_then_it_writes_every_part(tmp_path):
   assert data["train"]["lstm32"]["train_sps"] > 0
   assert data["devices"]["2"]["devices"] == 2
   assert data["train_1thread"]["lstm32"]["train_sps"] > 0
+
+
+def test_given_an_unknown_model_when_bench_starts_then_one_error_line():
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "experiments", "bench.py"),
+       "--models=nope"], cwd=ROOT, capture_output=True, text=True,
+      timeout=120)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [
+      "error: unknown model(s) nope; choose from lstm24, lstm32, gru32, "
+      "wavenet_feather, thesis_cnn_small, lru"]
