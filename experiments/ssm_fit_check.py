@@ -1,10 +1,11 @@
 """Can a linear LRU learn biquad EQs near-exactly? A standalone check.
 
 Trains emu.models.lru.LRU (one layer: a linear filter) on the thesis mini
-recipe (20 s of mixed noise and sweeps at 44.1 kHz; built here with numpy if
-emu.data is missing) against targets made with scipy.signal.lfilter, and
-prints per effect: wall-clock time, train / val ESR, the share of samples
-within 2^-15, and the magnitude-response error against the true filter.
+recipe (20 s of mixed noise and sweeps at 44.1 kHz, emu.data) against
+targets made with scipy.signal.lfilter, and prints per effect: wall-clock
+time, train / val ESR (emu.metrics.esr), the share of samples within 2^-15
+(emu.metrics.accuracy_bits at 15 bits), and the magnitude-response error
+against the true filter.
 
   python experiments/ssm_fit_check.py                  # all four effects
   python experiments/ssm_fit_check.py --effects=hpf440 --state_size=2
@@ -26,23 +27,32 @@ modes: state_size 2 was exact for seed 0 but reached only 1e-6 to 2e-10
 for seeds 1-2, state_size 4 stalls at 1e-5 to 1e-8 (the modes share the
 work and converge slowly, even over 29,000 steps).
 """
-
-import argparse
 import json
+import os
+import sys
 import time
+import types
 
+from absl import app
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import scipy.signal
 
+# Runs from a source checkout without installing.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# pylint: disable=g-import-not-at-top
+from emu import cli
+from emu import data
 from emu import effects
+from emu import metrics
 from emu.models.lru import LRU
 
+FLAGS = flags.FLAGS
 SAMPLE_RATE = 44100
-LSB16 = 2.0**-15  # one step of 16-bit audio, full scale 1
-
 
 # --- The effects: the named biquads of emu.effects, as (b, a). ---------
 # Their float64 coefficients; the targets are filtered with scipy in float64.
@@ -50,56 +60,69 @@ EFFECTS = {name: effects.analytic_coefficients(name, SAMPLE_RATE)
            for name in ("hpf440", "lpf2k", "peak1k", "lowshelf")}
 
 
+def _define_flags():
+  """The fit's settings; `settings()` hands them to `fit` as one object."""
+  flags.DEFINE_list("effects", list(EFFECTS), "Effects to fit.")
+  flags.DEFINE_integer("state_size", 1, "Complex modes of the LRU layer.")
+  flags.DEFINE_integer("steps", 10000, "Optimizer steps.")
+  flags.DEFINE_float("lr", 0.1, "Adam's peak rate.")
+  flags.DEFINE_float("pole_lr_scale", 1., "Rate factor for the poles.")
+  flags.DEFINE_float("final_lr_fraction", 1e-3,
+                     "The rate at the last step, as a share of the peak.")
+  flags.DEFINE_enum("schedule", "exponential", ["cosine", "exponential"],
+                    "Learning-rate schedule.")
+  flags.DEFINE_enum("loss", "esr", ["esr", "mse"], "Training loss.")
+  flags.DEFINE_integer("segment", 8192,
+                       "Segment length (samples); 0 = the whole signal.")
+  flags.DEFINE_integer("batch", 16, "Segments per batch.")
+  flags.DEFINE_integer(
+      "warmup", 1024, "Leading samples of each segment left out of the loss.")
+  flags.DEFINE_enum("backend", "sequential", ["associative", "sequential"],
+                    "Recurrence backend.")
+  flags.DEFINE_bool("no_normalize", False, "Drop gamma normalisation.")
+  flags.DEFINE_float("c_init_scale", 1., "Multiplies the initial readout C.")
+  flags.DEFINE_float("r_min", 0.9, "Smallest initial pole radius.")
+  flags.DEFINE_float("r_max", 0.99999, "Largest initial pole radius.")
+  flags.DEFINE_float("train_seconds", 0.,
+                     "Train on the first seconds only; 0 = all.")
+  flags.DEFINE_float("time_budget", 280., "Stop after this many seconds.")
+  flags.DEFINE_integer("log_every", 0, "Print the loss every N steps.")
+  flags.DEFINE_integer("seed", 0, "Initialisation seed.")
+
+
+def settings() -> types.SimpleNamespace:
+  """This script's flags as one object (what `fit` reads)."""
+  names = [f.name for f in FLAGS.get_key_flags_for_module(sys.argv[0])
+           if f.name != "debug"]
+  return types.SimpleNamespace(**{n: FLAGS[n].value for n in names})
+
+
 # --- Audio. ----------------------------------------------------------------
 
 
-def _own_signal(seconds, seed):
-  """White, pink-ish and brown-ish noise and log sweeps, float32 [time]."""
-  rng = np.random.default_rng(seed)
-  n = int(seconds * SAMPLE_RATE)
-  parts, clip = [], SAMPLE_RATE // 2
-  for i in range(0, n, clip):
-    kind = (i // clip) % 4
-    white = rng.normal(size=clip)
-    if kind == 1:  # pink-ish: -3 dB/octave via Kellet's filter
-      white = scipy.signal.lfilter([0.049922035, -0.095993537, 0.050612699,
-                                    -0.004408786],
-                                   [1, -2.494956002, 2.017265875,
-                                    -0.522189400], white)
-    elif kind == 2:  # brown-ish: leaky integrator
-      white = scipy.signal.lfilter([1.], [1., -0.995], white)
-    elif kind == 3:  # exponential sweep 20 Hz - 20 kHz
-      t = np.arange(clip) / SAMPLE_RATE
-      white = scipy.signal.chirp(t, 20, t[-1], 20000, method="logarithmic")
-    white = white / np.max(np.abs(white)) * rng.uniform(0.1, 0.9)
-    parts.append(white)
-  return np.concatenate(parts)[:n].astype(np.float32)
-
-
 def load_inputs(train_seconds):
-  """(train, val) input audio, float32 [time], peak <= 0.9."""
-  try:
-    import emu.data  # pylint: disable=g-import-not-at-top
-    dataset = emu.data.thesis_dataset(jax.random.PRNGKey(0), size="mini")
-    train, val = dataset.train.input, dataset.val1.input
-    source = dataset.name
-  except ImportError:
-    train, val = _own_signal(20., 0), _own_signal(6., 1)
-    source = "numpy noise + sweeps"
+  """(train, val) input audio, float32 [time], peak <= 0.9; the source."""
+  dataset = data.thesis_dataset(jax.random.PRNGKey(0), size="mini")
+  train, val = dataset.train.input, dataset.val1.input
   if train_seconds:
     train = train[:int(train_seconds * SAMPLE_RATE)]
-  return train, val, source
+  return train, val, dataset.name
 
 
 # --- Metrics. --------------------------------------------------------------
 
 
-def esr(y, t):
-  return float(np.sum((y - t)**2) / np.sum(t**2))
+def check_finite(effect, **outputs):
+  """ValueError, naming the effect, if a fitted output holds NaN or inf."""
+  for split, y in outputs.items():
+    if not np.all(np.isfinite(y)):
+      raise ValueError(f"{effect}: the fitted filter's {split} output is "
+                       "not finite (the fit diverged); try a lower --lr")
 
 
 def within_lsb(y, t):
-  return float(np.mean(np.abs(y - t) <= LSB16))
+  """The share of samples within one 16-bit step (2^-15) of the target."""
+  return metrics.accuracy_bits(y, t, bits=15)
 
 
 def response_error_db(model, params, b, a):
@@ -109,6 +132,18 @@ def response_error_db(model, params, b, a):
   got = model.frequency_response(params, freqs, SAMPLE_RATE)
   err = np.abs(20 * np.log10(np.abs(got) / np.abs(want)))
   return float(err.max()), float(err.mean())
+
+
+def pole_strings(poles):
+  """'radius@frequency' of complex poles."""
+  return [f"{abs(p):.5f}@{np.angle(p) * SAMPLE_RATE / 2 / np.pi:.0f}Hz"
+          for p in poles]
+
+
+def learned_poles(params):
+  layer = params["params"]["layer_0"]
+  return np.exp(-np.exp(np.asarray(layer["nu_log"]))
+                + 1j * np.exp(np.asarray(layer["theta_log"])))
 
 
 # --- Training. -------------------------------------------------------------
@@ -135,24 +170,22 @@ def make_optimizer(args, steps):
        "rest": optax.adam(schedule(args.lr))}, labels)
 
 
-def fit(effect, train_x, val_x, args, seed=0):
-  b, a = EFFECTS[effect]
-  # Targets from float64 filtering, stored as float32 like any audio.
-  train_t = scipy.signal.lfilter(b, a, train_x.astype(np.float64))
-  val_t = scipy.signal.lfilter(b, a, val_x.astype(np.float64))
-  train_t, val_t = train_t.astype(np.float32), val_t.astype(np.float32)
+def init_model(args, x, seed):
+  """(LRU, its initial parameters, C scaled by --c_init_scale)."""
   model = LRU(state_size=args.state_size, backend=args.backend,
               normalize=not args.no_normalize, r_min=args.r_min,
               r_max=args.r_max)
-  x = jnp.asarray(train_x)[None, :, None]
-  t = jnp.asarray(train_t)[None, :, None]
   params = model.init(jax.random.PRNGKey(seed), x[:, :16])
   if args.c_init_scale != 1:
     layer = params["params"]["layer_0"]
     for name in ("C_re", "C_im"):
       layer[name] = layer[name] * args.c_init_scale
-  optimizer = make_optimizer(args, args.steps)
-  opt_state = optimizer.init(params)
+  return model, params
+
+
+def make_step(model, optimizer, x, t, args):
+  """The jitted step (params, opt_state, key) -> (params, opt_state, loss)
+  on a batch of random segments of (x, t) (or all of it: --segment=0)."""
   seg, warm = args.segment, args.warmup
 
   def loss_fn(params, x, t):
@@ -176,79 +209,80 @@ def fit(effect, train_x, val_x, args, seed=0):
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
-  evaluate = jax.jit(lambda p, x: model.apply(p, x)[0])
+  return step
+
+
+def train_loop(effect, step, params, opt_state, args, seed):
+  """Runs --steps steps (or until --time_budget); (params, steps run,
+  compile seconds, train seconds)."""
   key = jax.random.PRNGKey(seed + 1)
   start = time.time()
   params, opt_state, loss = step(params, opt_state, key)
   jax.block_until_ready(loss)
   compile_s = time.time() - start
-  history = []
+  i = 0
   for i in range(1, args.steps):
     key, sub = jax.random.split(key)
     params, opt_state, loss = step(params, opt_state, sub)
     if args.log_every and i % args.log_every == 0:
-      history.append((i, float(loss)))
       print(f"  {effect} step {i} loss {float(loss):.3e} "
             f"({time.time() - start:.0f} s)", flush=True)
     if args.time_budget and time.time() - start > args.time_budget:
       break
   jax.block_until_ready(params)
-  train_s = time.time() - start
+  return params, i + 1, compile_s, time.time() - start
+
+
+def fit(effect, train_x, val_x, args, seed=0):
+  """Fits one effect; its scores, response error and poles as a dict."""
+  b, a = EFFECTS[effect]
+  # Targets from float64 filtering, stored as float32 like any audio.
+  train_t = scipy.signal.lfilter(b, a, train_x.astype(np.float64))
+  val_t = scipy.signal.lfilter(b, a, val_x.astype(np.float64))
+  train_t, val_t = train_t.astype(np.float32), val_t.astype(np.float32)
+  x = jnp.asarray(train_x)[None, :, None]
+  t = jnp.asarray(train_t)[None, :, None]
+  model, params = init_model(args, x, seed)
+  optimizer = make_optimizer(args, args.steps)
+  step = make_step(model, optimizer, x, t, args)
+  params, steps, compile_s, train_s = train_loop(
+      effect, step, params, optimizer.init(params), args, seed)
+  evaluate = jax.jit(lambda p, x: model.apply(p, x)[0])
   y_train = np.asarray(evaluate(params, x))[0, :, 0]
   y_val = np.asarray(evaluate(params, jnp.asarray(val_x)[None, :, None]))[
       0, :, 0]
+  check_finite(effect, train=y_train, val=y_val)
   db_max, db_mean = response_error_db(model, params, b, a)
-  lam = np.exp(-np.exp(np.asarray(params["params"]["layer_0"]["nu_log"]))
-               + 1j * np.exp(np.asarray(params["params"]["layer_0"][
-                   "theta_log"])))
   return {
-      "effect": effect, "steps": i + 1, "train_s": round(train_s, 1),
+      "effect": effect, "steps": steps, "train_s": round(train_s, 1),
       "compile_s": round(compile_s, 1),
-      "esr_train": esr(y_train, train_t), "esr_val": esr(y_val, val_t),
+      "esr_train": metrics.esr(y_train, train_t),
+      "esr_val": metrics.esr(y_val, val_t),
       "within_lsb_train": within_lsb(y_train, train_t),
       "within_lsb_val": within_lsb(y_val, val_t),
       "db_max": db_max, "db_mean": db_mean,
-      "poles": [f"{abs(p):.5f}@{np.angle(p) * SAMPLE_RATE / 2 / np.pi:.0f}Hz"
-                for p in lam],
-      "true_poles": [f"{abs(p):.5f}@{np.angle(p) * SAMPLE_RATE / 2 / np.pi:.0f}Hz"
-                     for p in np.roots(a) if p.imag >= 0],
+      "poles": pole_strings(learned_poles(params)),
+      "true_poles": pole_strings(p for p in np.roots(a) if p.imag >= 0),
   }
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--effects", default=",".join(EFFECTS))
-  parser.add_argument("--state_size", type=int, default=1)
-  parser.add_argument("--steps", type=int, default=10000)
-  parser.add_argument("--lr", type=float, default=0.1)
-  parser.add_argument("--pole_lr_scale", type=float, default=1.)
-  parser.add_argument("--final_lr_fraction", type=float, default=1e-3)
-  parser.add_argument("--schedule", choices=("cosine", "exponential"),
-                      default="exponential")
-  parser.add_argument("--loss", choices=("esr", "mse"), default="esr")
-  parser.add_argument("--segment", type=int, default=8192,
-                      help="segment length (samples); 0 = the whole signal")
-  parser.add_argument("--batch", type=int, default=16)
-  parser.add_argument("--warmup", type=int, default=1024,
-                      help="leading samples of each segment left out of the loss")
-  parser.add_argument("--backend", default="sequential")
-  parser.add_argument("--no_normalize", action="store_true")
-  parser.add_argument("--c_init_scale", type=float, default=1.,
-                      help="multiplies the initial readout C")
-  parser.add_argument("--r_min", type=float, default=0.9)
-  parser.add_argument("--r_max", type=float, default=0.99999)
-  parser.add_argument("--train_seconds", type=float, default=0.)
-  parser.add_argument("--time_budget", type=float, default=280.)
-  parser.add_argument("--log_every", type=int, default=0)
-  parser.add_argument("--seed", type=int, default=0)
-  args = parser.parse_args()
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  args = settings()
+  unknown = sorted(set(args.effects) - set(EFFECTS))
+  if unknown:
+    raise ValueError(f"unknown effect(s) {', '.join(unknown)}; choose from "
+                     f"{', '.join(EFFECTS)}")
   train_x, val_x, source = load_inputs(args.train_seconds)
   print(f"data: {source}, train {len(train_x) / SAMPLE_RATE:.1f} s, "
         f"val {len(val_x) / SAMPLE_RATE:.1f} s; {vars(args)}", flush=True)
-  for effect in args.effects.split(","):
-    result = fit(effect, train_x, val_x, args, args.seed)
-    print(json.dumps(result), flush=True)
+  for effect in args.effects:
+    print(json.dumps(fit(effect, train_x, val_x, args, args.seed)),
+          flush=True)
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  _define_flags()
+  cli.run_main(main)
