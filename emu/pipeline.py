@@ -73,4 +73,11 @@ def summary_line(workdir: str, report: dict) -> str:
     if name in report:
       line.append(f"{name} ESR {report[name]['esr']:.3e}, acc12 "
                   f"{report[name]['acc12']:.3f}")
+  if "val2" not in report:
+    line.append(NO_VAL2)
   return "; ".join(line)
+
+
+NO_VAL2 = ("no val2 (recorded voice): install Debian's alsa-utils for the "
+           "default clips (apt-get install alsa-utils) or pass "
+           "--val2_files=YOUR.wav")

@@ -66,3 +66,13 @@ def test_the_run_folder_holds_what_workdir_names(lru_48k):
   _, last, _ = workdir.load_params(path, "last")
   _, best, _ = workdir.load_params(path, "best")
   assert last.keys() == best.keys()
+
+
+def test_the_summary_line_says_when_val2_is_missing_and_how_to_add_it():
+  report = {"model": "lstm", "parameters": 10, "epochs": 1,
+            "train_seconds": 1.0, "val1": {"esr": 0.5, "acc12": 0.1}}
+  line = pipeline.summary_line("runs/x", report)
+  assert "val1 ESR 5.000e-01" in line
+  assert "no val2" in line and "--val2_files" in line and "alsa-utils" in line
+  report["val2"] = {"esr": 0.25, "acc12": 0.2}
+  assert "no val2" not in pipeline.summary_line("runs/x", report)
