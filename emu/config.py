@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 MODES = ("seq2seq", "window")
 DATASETS = ("thesis_mini", "thesis_big", "files", "knobs")
+LAYOUTS = ("plain", "nam")
 
 
 def _field(default, help, **metadata):  # pylint: disable=redefined-builtin
@@ -61,6 +62,13 @@ class Config:
   compensate_latency: bool = _field(
       False, "Shift a target that lags its input into line instead of "
       "refusing the pair (dataset 'files').")
+  layout: str = _field(
+      "plain", "How dataset 'files' reads the pair: 'plain' (any recording; "
+      "its last 10% becomes val1) or 'nam' (NAM's standard reamp input v3 "
+      "at 48 kHz and its recording, read as NAM 0.13 does: latency from "
+      "the blips, the pair refused when its two validation replicates "
+      "differ by ESR > 0.01, train 0:10 to 3:01, val1 the last 9 s).",
+      choices=LAYOUTS)
 
   # Model.
   model: str = _field("lstm", "Model family (emu.models.names()).")
@@ -121,6 +129,10 @@ class Config:
   def __post_init__(self):
     _check_choice("mode", self.mode, MODES)
     _check_choice("dataset", self.dataset, DATASETS)
+    _check_choice("layout", self.layout, LAYOUTS)
+    if self.layout != "plain" and self.dataset != "files":
+      raise ValueError(f"layout {self.layout!r} reads your own files: it "
+                       "needs dataset 'files'")
     for name in ("segment_length", "window", "batch_size", "max_epochs",
                  "ensemble",
                  "windows_per_epoch", "sample_rate"):

@@ -41,6 +41,7 @@ from emu import data as data_lib
 from emu import metrics
 from emu import testsignal
 from emu import workdir as workdir_lib
+from emu.data import nam_layout
 
 MAX_LATENCY_MS = 50.0
 # Below this peak level (dBFS) a side is too quiet to train on well.
@@ -181,7 +182,9 @@ def _read_pair(pair_or_paths, sample_rate, layout, channel, warnings_):
                        f"{rate_x} Hz")
     sample_rate = rate_x
     if layout is None:
-      layout = testsignal.read_layout(paths[0])
+      # emu's test-signal sidecar, else NAM's v3 reamp input by its shape.
+      layout = (testsignal.read_layout(paths[0]) or
+                nam_layout.report_layout(len(x), rate_x))
   else:
     if sample_rate is None:
       raise ValueError("pass sample_rate (Hz) with arrays")
@@ -191,13 +194,15 @@ def _read_pair(pair_or_paths, sample_rate, layout, channel, warnings_):
   y = np.asarray(y, np.float32).reshape(-1)
   if isinstance(layout, (str, os.PathLike)):
     layout = testsignal.read_layout(os.fspath(layout))
-  if len(x) != len(y):
+  nam = layout is not None and layout.get("name") == nam_layout.LAYOUT_NAME
+  if len(x) != len(y) and not (nam and 0 < len(y) - len(x) <= (
+      nam_layout.MAX_EXTRA_SECONDS * sample_rate)):  # NAM cuts the tail
     warnings_.append(
         f"the input has {len(x)} samples, the target {len(y)} "
         f"({1000.0 * abs(len(x) - len(y)) / sample_rate:.1f} ms apart); "
         "measured over the common start, trim them to one length to train")
-    n = min(len(x), len(y))
-    x, y = x[:n], y[:n]
+  n = min(len(x), len(y))
+  x, y = x[:n], y[:n]
   if layout is not None and (layout.get("sample_rate") != sample_rate or
                              layout.get("samples", 0) > len(x) + 1):
     warnings_.append(
@@ -257,11 +262,13 @@ def _latency(x, y, sample_rate, max_latency_ms, layout, report, warnings_):
       report["noise_floor_dbfs"] = _db(float(np.sqrt(np.mean(
           quiet.astype(np.float64) ** 2)))) if len(quiet) else None
   if latency:
+    fix = ("--layout=nam aligns it by NAM's blips" if layout and
+           layout.get("name") == nam_layout.LAYOUT_NAME else
+           "align the files, or load them with compensate_latency=True "
+           "(emu.data.files_dataset), which shifts the target")
     warnings_.append(
         f"the target lags the input by {latency} samples "
-        f"({report['latency']['ms']:.2f} ms): align the files, or load them "
-        "with compensate_latency=True (emu.data.files_dataset), which "
-        "shifts the target")
+        f"({report['latency']['ms']:.2f} ms): {fix}")
   return latency
 
 
@@ -292,7 +299,8 @@ def data_report(pair_or_paths, sample_rate=None, repeat=None,
       pair_or_paths, sample_rate, layout, channel, warnings_)
   report = {"sample_rate": int(sample_rate), "samples": int(len(x)),
             "seconds": len(x) / sample_rate,
-            "files": paths, "test_signal": layout is not None}
+            "files": paths, "test_signal": layout is not None,
+            "layout": layout and layout.get("name", "emu test signal")}
   for name, audio in (("input", x), ("target", y)):
     report[name] = _levels(audio)
     _level_warnings(name, report[name], warnings_)
@@ -372,7 +380,8 @@ def format_report(d) -> str:
   """The report as a few readable lines."""
   lines = [f"data: {d['seconds']:.1f} s at {d['sample_rate']} Hz "
            f"({d['samples']} samples)" +
-           (", emu test signal" if d.get("test_signal") else "")]
+           (f", {d.get('layout') or 'emu test signal'}"
+            if d.get("test_signal") else "")]
   for name in ("input", "target"):
     side = d[name]
     lines.append(

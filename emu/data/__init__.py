@@ -11,10 +11,14 @@ One job per module; every public name is re-exported here as `emu.data.X`:
             `group_by_knobs`.
   files     voice clips (`load_voice`, `DEFAULT_VOICE_GLOB`) and a user's
             recorded WAV pair (`load_pair`, `files_dataset`), checked.
+  nam_layout  a NAM reamp pair (NAM's standard input v3 and its
+            recording) read as NAM reads it: `nam_dataset`,
+            `read_nam_pair`, and NAM's `calibrate_latency`,
+            `replicate_esr` and `detect_version`.
   latency   `estimate_latency`: how far a target lags its input.
 
 Imports among them run one way: knobs uses recipes, recipes uses files,
-files uses latency, and all but latency use pairs.
+nam_layout uses files, files uses latency, and all but latency use pairs.
 """
 
 # pylint: disable=g-importing-member
@@ -23,6 +27,7 @@ from emu.data.files import DEFAULT_VOICE_GLOB
 from emu.data.files import files_dataset
 from emu.data.files import load_pair
 from emu.data.files import load_voice
+from emu.data.files import read_mono
 from emu.data.files import SILENCE_PEAK
 from emu.data.files import VOICE_GAP_SECONDS
 from emu.data.files import VOICE_PEAK
@@ -32,6 +37,11 @@ from emu.data.knobs import knob_dataset
 from emu.data.knobs import knob_grids
 from emu.data.knobs import knob_pair
 from emu.data.latency import estimate_latency
+from emu.data.nam_layout import calibrate_latency
+from emu.data.nam_layout import detect_version
+from emu.data.nam_layout import nam_dataset
+from emu.data.nam_layout import read_nam_pair
+from emu.data.nam_layout import replicate_esr
 from emu.data.pairs import DataError
 from emu.data.pairs import Dataset
 from emu.data.pairs import Pair

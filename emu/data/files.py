@@ -3,7 +3,8 @@
 `load_voice` joins voice clips into one mono validation signal;
 `load_pair` reads a user's recorded (input, target) pair and checks it,
 each problem a `DataError` that names the fix, and `files_dataset` splits
-that pair into train and val1.
+that pair into train and val1 (a NAM reamp pair, read by NAM's layout, is
+`emu.data.nam_layout`'s).
 
 Free voice clips: Debian/Ubuntu's alsa-utils package ships short spoken
 clips in /usr/share/sounds/alsa/ (Front_Center.wav, ...; Noise.wav is not a
@@ -110,7 +111,17 @@ def _pick_channel(audio, path, channel):
   return audio[:, channel]
 
 
-def _check_samples(audio, path, sample_rate):
+def read_mono(path, channel=None):
+  """(float32 [time], sample rate) of one channel of `path`, or DataError.
+
+  A mono file is read as it is; a multi-channel one needs `channel`.
+  """
+  audio, rate = _read(path)
+  return _pick_channel(audio, path, channel), rate
+
+
+def check_samples(audio, path, sample_rate):
+  """DataError for NaN/inf or a silent signal; warns for clipped samples."""
   bad = ~np.isfinite(audio)
   if bad.any():
     first = int(np.argmax(bad))
@@ -166,8 +177,8 @@ def load_pair(input_path, target_path, channel=None,
         f'{y.shape[0]}: {longer} is longer by {diff} samples '
         f'({1000. * diff / rate_in:.1f} ms); trim it so both files start '
         'together and have the same length')
-  _check_samples(x, input_path, rate_in)
-  _check_samples(y, target_path, rate_in)
+  check_samples(x, input_path, rate_in)
+  check_samples(y, target_path, rate_in)
   max_lag = min(int(round(max_latency_ms * rate_in / 1000.)), x.shape[0] - 1)
   latency = (latency_lib.estimate_latency(x, y, max_lag) if max_lag > 0
              else 0)
