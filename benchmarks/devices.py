@@ -188,9 +188,8 @@ def program_material(sample_rate: int) -> dict:
   'voice' is alsa-utils' spoken clips (Front_Center.wav, ...) joined
   with 0.1 s gaps; the others are single sonic-pi-samples recordings
   (guitar, the amen drum break, piano), stereo mixed to mono. Each part
-  is resampled with
-  scipy.signal.resample_poly and scaled to MATERIAL_RMS_DB RMS, peaks at
-  most MATERIAL_PEAK_DB.
+  is resampled with scipy.signal.resample_poly and scaled to
+  MATERIAL_RMS_DB RMS, peaks at most MATERIAL_PEAK_DB.
 
   Raises:
     FileNotFoundError: a part's files are absent; names the Debian package
