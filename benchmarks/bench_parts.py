@@ -90,7 +90,8 @@ def infer_row(opts, spec):
       model, params, opts.offline_seconds, opts.repeats)
   row["streaming"] = [
       bench_timing.best_stream(model, params, block, opts.stream_seconds,
-                               opts.max_blocks(4000), opts.repeats)
+                               opts.max_blocks(stream.MAX_BLOCKS),
+                               opts.repeats)
       for block in opts.blocks]
   row["length"] = []
   for seconds in opts.lengths(spec[0]):

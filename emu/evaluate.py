@@ -3,9 +3,11 @@
 `evaluate(model, params, dataset, workdir, ...)` writes into workdir:
 
   report.json       every metric for val1 (and val2), the model, its
-                    parameter count, training time and epochs, the streaming
-                    speed and, for effects with a known response, the
-                    model's response error against the true one
+                    parameter count, training time and epochs, the levels
+                    it was trained and validated at, the streaming speed
+                    (and how it was measured) and, for effects with a known
+                    response, the model's response error against the true
+                    one (small-signal impulse and full-scale noise)
   audio/            input, target, output and difference WAVs per set
   plots/            the thesis's figures (when matplotlib is installed)
 """
@@ -27,6 +29,26 @@ from emu.models import ensemble as ensemble_lib
 
 RESPONSE_POINTS = 256
 IMPULSE_LENGTH = 1 << 16
+IMPULSE_AMPLITUDE = 0.1
+NOISE_PEAK = 0.5
+# What each response error measures (report.json's "response_signals").
+RESPONSE_SIGNALS = {
+    "response_error": (
+        f"small signal: an impulse of amplitude {IMPULSE_AMPLITUDE:g} "
+        "(-20 dBFS) into the model at rest"),
+    "noise_response_error": (
+        f"full-scale noise: 12 s of uniform white noise of peak "
+        f"{NOISE_PEAK:g} (-6 dBFS peak, -10.8 dBFS RMS), H = Pxy / Pxx"),
+}
+# Short-term levels: RMS over windows this long (s); windows below
+# SILENCE_DBFS are silence, not a level the model was checked at. ESR
+# weighs a window by its energy: the quietest windows holding ESR_FLOOR of
+# a signal's energy count for almost nothing in it.
+LEVEL_WINDOW_S = 0.1
+SILENCE_DBFS = -100.0
+ESR_FLOOR = 0.01
+# Streaming runs a slow model repeats no longer than this (s per block size).
+STREAM_BUDGET_S = 5.0
 
 
 def parameter_count(params) -> int:
@@ -43,7 +65,7 @@ def predict(model, params, signal, method=None) -> np.ndarray:
 
 
 def model_response(model, params, freqs_hz, sample_rate,
-                   amplitude: float = 0.1) -> np.ndarray:
+                   amplitude: float = IMPULSE_AMPLITUDE) -> np.ndarray:
   """The model's complex frequency response from its impulse response.
 
   Exact for a linear time-invariant model; for a nonlinear one it is the
@@ -63,7 +85,7 @@ def model_noise_response(model, params, freqs_hz, sample_rate,
                          seconds: float = 12.0, seed: int = 0) -> np.ndarray:
   """The response to white noise (uniform, peak 0.5), Welch H = Pxy / Pxx."""
   x = np.random.default_rng(seed).uniform(
-      -0.5, 0.5, int(seconds * sample_rate)).astype(np.float32)
+      -NOISE_PEAK, NOISE_PEAK, int(seconds * sample_rate)).astype(np.float32)
   grid, h = metrics.frequency_response(x, predict(model, params, x),
                                        sample_rate)
   return np.interp(freqs_hz, grid, h.real) + 1j * np.interp(
@@ -180,6 +202,124 @@ def _responses(model, params, sample_rate, channels, cfg):
   return freqs, responses, errors
 
 
+def _dbfs(value: float) -> float:
+  """Amplitude in dBFS; -inf for silence (json_safe writes it '-inf')."""
+  return 20.0 * float(np.log10(value)) if value > 0 else -np.inf
+
+
+def signal_levels(audio, sample_rate) -> dict:
+  """Peak, RMS and short-term RMS range (dBFS) of one signal.
+
+  The short-term range is the 5th and 95th percentile of the RMS over
+  `LEVEL_WINDOW_S` windows, silent windows (below `SILENCE_DBFS`) left out:
+  the quiet and loud passages the signal holds. esr_floor_dbfs: the level
+  below which the quietest windows hold `ESR_FLOOR` of the energy, so
+  that ESR on this signal checks little below it.
+  """
+  x = np.asarray(audio, np.float64).reshape(-1)
+  n = max(1, int(LEVEL_WINDOW_S * sample_rate))
+  windows = x[:len(x) // n * n].reshape(-1, n)
+  rms = np.sort(np.sqrt(np.mean(windows ** 2, axis=1)))
+  rms = rms[rms > 10 ** (SILENCE_DBFS / 20)]
+  low = high = floor = -np.inf
+  if rms.size:
+    low, high = np.percentile(20.0 * np.log10(rms), (5, 95))
+    energy = np.cumsum(rms ** 2)
+    floor = _dbfs(rms[np.searchsorted(energy, ESR_FLOOR * energy[-1])])
+  return {"peak_dbfs": _dbfs(float(np.max(np.abs(x), initial=0.0))),
+          "rms_dbfs": _dbfs(float(np.sqrt(np.mean(x ** 2)))) if x.size
+                      else -np.inf,
+          "short_rms_p5_dbfs": float(low), "short_rms_p95_dbfs": float(high),
+          "esr_floor_dbfs": float(floor)}
+
+
+def level_ranges(dataset, cfg=None) -> dict:
+  """The levels a model was trained and validated at (its input audio).
+
+  Returns:
+    {"train", "val1"(, "val2"): `signal_levels` of each input's audio;
+    "train_gain_db": the training segments' random gain, +- this many dB
+    (seq2seq; 0: none); "trained_rms_dbfs": the train short-term range
+    widened by that gain; "validated_rms_dbfs": the short-term range the
+    validation sets span; "validated_esr_floor_dbfs": the lowest of their
+    ESR floors; "validated_peak_dbfs": their loudest peak}. A passage
+    quieter than validated_rms_dbfs[0] was never checked, and ESR saw
+    little of one below validated_esr_floor_dbfs.
+  """
+  def audio(pair):
+    return pair.input if pair.input.ndim == 1 else pair.input[:, 0]
+
+  rate = dataset.sample_rate
+  out = {name: signal_levels(audio(pair), rate)
+         for name, pair in (("train", dataset.train), ("val1", dataset.val1),
+                            ("val2", dataset.val2)) if pair is not None}
+  seq2seq = cfg is not None and cfg.mode == "seq2seq"
+  gain = float(cfg.gain_db) if seq2seq else 0.0
+  out["train_gain_db"] = gain
+  out["trained_rms_dbfs"] = [out["train"]["short_rms_p5_dbfs"] - gain,
+                             out["train"]["short_rms_p95_dbfs"] + gain]
+  sets = [out[s] for s in ("val1", "val2") if s in out]
+  out["validated_rms_dbfs"] = [min(s["short_rms_p5_dbfs"] for s in sets),
+                               max(s["short_rms_p95_dbfs"] for s in sets)]
+  out["validated_esr_floor_dbfs"] = min(s["esr_floor_dbfs"] for s in sets)
+  out["validated_peak_dbfs"] = max(s["peak_dbfs"] for s in sets)
+  return out
+
+
+def _can_load(workdir) -> bool:
+  """Whether workdir holds a run a child process can load (its config,
+  dataset facts and best checkpoint)."""
+  return (all(os.path.exists(workdir_lib.path(workdir, name))
+              for name in (workdir_lib.CONFIG, workdir_lib.DATASET)) and
+          workdir_lib.Checkpoints(workdir).exists("best"))
+
+
+def streaming_speed(model, params, workdir, block_sizes, sample_rate,
+                    channels=1) -> dict:
+  """Streaming speed as a real-time host gets it, and how it was measured.
+
+  A run folder's model is measured in a child process on one pinned core
+  with inline dispatch (`emu.stream.measure_in_child`, as
+  experiments/bench.py does). A model that is not on disk (a notebook's,
+  or one whose checkpoint is another model) is measured in this process
+  (`emu.stream.IN_PROCESS_METHOD`), its method saying so.
+
+  Returns:
+    {"method", "rows": one `emu.stream.measure_best` row per block size,
+    and "settings" (the child's) or "why" (why in this process)}.
+  """
+  why = f"{workdir} holds no trained run (config, best checkpoint) to load"
+  if _can_load(workdir):
+    try:
+      measured = stream.measure_in_child(workdir, block_sizes,
+                                         budget_s=STREAM_BUDGET_S)
+      if measured["parameters"] == parameter_count(params):
+        return measured
+      why = (f"the best checkpoint in {workdir} has "
+             f"{measured['parameters']} parameters, this model "
+             f"{parameter_count(params)}")
+    except RuntimeError as e:
+      why = str(e)
+  logging.warning("streaming speed measured in this process (%s): slower "
+                  "than a real-time host's", why)
+  rows = [stream.measure_best(model, params, block, sample_rate=sample_rate,
+                              channels=channels, budget_s=STREAM_BUDGET_S)
+          for block in block_sizes]
+  return {"method": stream.IN_PROCESS_METHOD, "why": why,
+          "inline_dispatch": stream.inline_dispatch(),
+          "backend": jax.default_backend(), "rows": rows}
+
+
+def _log_levels(levels):
+  low, high = levels["validated_rms_dbfs"]
+  logging.info("validated at short-term RMS %.1f to %.1f dBFS (ESR sees "
+               "little below %.1f), peaks up to %.1f dBFS; trained at %.1f to "
+               "%.1f dBFS (gain +-%g dB)", low, high,
+               levels["validated_esr_floor_dbfs"],
+               levels["validated_peak_dbfs"], *levels["trained_rms_dbfs"],
+               levels["train_gain_db"])
+
+
 def evaluate(model, params, dataset, workdir, cfg=None, history=None,
              train_info=None, stream_blocks=(1, 64, 512)) -> dict:
   """Computes every metric, writes report.json, WAVs and plots.
@@ -191,7 +331,9 @@ def evaluate(model, params, dataset, workdir, cfg=None, history=None,
     cfg: the run's Config (recorded; its effect selects the known answer).
     history: per-epoch rows (for the training curves).
     train_info: extra facts to record (training time, epochs, ...).
-    stream_blocks: block sizes whose streaming speed is measured.
+    stream_blocks: block sizes whose streaming speed is measured (in a
+      child process as a real-time host runs when workdir holds the run:
+      `streaming_speed`).
 
   Returns:
     The report as a dict (also in workdir/report.json).
@@ -227,6 +369,8 @@ def evaluate(model, params, dataset, workdir, cfg=None, history=None,
   freqs, responses, errors = _responses(model, params, sample_rate,
                                         channels, cfg)
   report.update(errors)
+  if errors:
+    report["response_signals"] = dict(RESPONSE_SIGNALS)
   if plot_dir and responses:
     plots.frequency_response(freqs, responses,
                              os.path.join(plot_dir, "frequency_response.png"))
@@ -234,13 +378,18 @@ def evaluate(model, params, dataset, workdir, cfg=None, history=None,
     plots.training_curves(history,
                           os.path.join(plot_dir, "training_curves.png"))
 
-  report["streaming"] = [
-      stream.measure(model, params, block, sample_rate=sample_rate,
-                     seconds=1.0, max_blocks=2000, channels=channels)
-      for block in stream_blocks]
+  report["levels"] = level_ranges(dataset, cfg)
+  _log_levels(report["levels"])
+  # report["streaming"] stays the list of rows (what readers take); how
+  # they were measured is beside it.
+  speed = streaming_speed(model, params, workdir, stream_blocks, sample_rate,
+                          channels)
+  report["streaming"] = speed.pop("rows")
+  report["streaming_method"] = speed
   for row in report["streaming"]:
     logging.info("streaming, %d-sample blocks: %.1fx real time, %.2f us per "
-                 "sample", row["block_size"], row["rtf"], row["us_per_sample"])
+                 "sample (%s)", row["block_size"], row["rtf"],
+                 row["us_per_sample"], speed["method"].split(":")[0])
   # sort_keys, which workdir_lib.write_json does not offer: report.json's
   # keys stay in the order every earlier run wrote them.
   workdir_lib.write_json(workdir, workdir_lib.REPORT,

@@ -69,23 +69,73 @@ def _summary_table(report):
   return _facts_table((k, report[k]) for k in keys if k in report)
 
 
+# The response errors' headings: what signal each response comes from.
+RESPONSE_TITLES = {
+    "response_error": "Small-signal response error (impulse, amplitude 0.1)",
+    "noise_response_error": "Full-scale noise response error (white noise, "
+                            "peak 0.5)",
+}
+
+
 def _extra_tables(report):
   parts = []
-  for key in ("response_error", "noise_response_error"):
+  signals = report.get("response_signals") or {}
+  for key, title in RESPONSE_TITLES.items():
     value = report.get(key)
     if isinstance(value, dict):
-      parts.append(f"<h3>{html.escape(key)}</h3>" +
+      note = (f'<p class="muted">{html.escape(signals[key])} '
+              f"(<code>{key}</code>)</p>" if key in signals else "")
+      parts.append(f"<h3>{html.escape(title)}</h3>{note}" +
                    _facts_table(sorted(value.items())))
   return "".join(parts)
+
+
+def _db_text(value):
+  """A dBFS number of report.json (a float, or '-inf' for silence)."""
+  return f"{value:.1f}" if isinstance(value, (int, float)) else str(value)
+
+
+def levels_line(report) -> str:
+  """The one sentence saying at which levels the model was checked (plain
+  text; empty for a report without levels)."""
+  levels = report.get("levels")
+  if not isinstance(levels, dict) or "validated_rms_dbfs" not in levels:
+    return ""
+  sets = " and ".join(s for s in ("val1", "val2") if s in levels)
+  low, high = (_db_text(v) for v in levels["validated_rms_dbfs"])
+  line = (f"Validated ({sets}) at short-term RMS levels from {low} to "
+          f"{high} dBFS (5th to 95th percentile of 100 ms windows), peaks up "
+          f"to {_db_text(levels['validated_peak_dbfs'])} dBFS: quieter "
+          "passages were never checked.")
+  if "validated_esr_floor_dbfs" in levels:
+    floor = _db_text(levels["validated_esr_floor_dbfs"])
+    line += (f" ESR weighs each passage by its energy: it checks little "
+             f"below {floor} dBFS (quieter windows hold 1% of the energy).")
+  if "trained_rms_dbfs" in levels:
+    t_low, t_high = (_db_text(v) for v in levels["trained_rms_dbfs"])
+    line += (f" Trained from {t_low} to {t_high} dBFS (random gain "
+             f"+-{levels.get('train_gain_db', 0):g} dB per segment).")
+  return line
+
+
+def _levels_section(report):
+  line = levels_line(report)
+  return f"<p><b>Levels.</b> {html.escape(line)}</p>" if line else ""
 
 
 def _streaming_table(report):
   rows = report.get("streaming") or []
   if not rows:
     return ""
-  cols = [c for c in ("block_size", "rtf", "us_per_sample", "block_ms_mean",
-                      "block_ms_p99", "buffer_ms") if c in rows[0]]
-  return ("<h2>Streaming</h2>" +
+  cols = [c for c in ("block_size", "rtf", "cpu_rtf", "us_per_sample",
+                      "block_ms_mean", "block_ms_p99", "buffer_ms")
+          if c in rows[0]]
+  how = report.get("streaming_method") or {}
+  label = ""
+  if how.get("method"):
+    why = f" ({how['why']})" if how.get("why") else ""
+    label = f'<p class="muted">Measured {html.escape(how["method"] + why)}.</p>'
+  return ("<h2>Streaming</h2>" + label +
           _table(cols, [[_fmt(r.get(c)) for c in cols] for r in rows]))
 
 
@@ -171,7 +221,8 @@ def write_report_html(workdir, max_seconds=DEFAULT_MAX_SECONDS,
   body = (f"<h1>{html.escape(title)}</h1>"
           f"<p class=\"muted\">{html.escape(os.path.abspath(workdir))}</p>"
           f"{link}{_summary_table(report)}<h2>Metrics</h2>"
-          f"{_metrics_table(report)}" + _extra_tables(report) +
+          f"{_metrics_table(report)}" + _levels_section(report) +
+          _extra_tables(report) +
           _streaming_table(report) + _data_section(workdir) +
           _audio_section(workdir, report, max_seconds) +
           _plots_section(workdir))

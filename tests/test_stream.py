@@ -165,3 +165,80 @@ def test_lstm_one_stream_path_equals_the_batched_path(time_steps):
   np.testing.assert_allclose(one[0], two[0], atol=2e-6)
   for a, b in zip(jax.tree.leaves(one_state), jax.tree.leaves(two_state)):
     np.testing.assert_allclose(a[0], b[0], atol=2e-6)
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+  """A run folder holding an LSTM-4's config and best checkpoint, as
+  emu.train.fit leaves one (no training: only what load_params reads)."""
+  from emu import config as config_lib  # pylint: disable=g-import-not-at-top
+  from emu import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path_factory.mktemp("saved_run"))
+  cfg = config_lib.Config(model="lstm", model_kwargs={"hidden_size": 4})
+  workdir_lib.prepare(cfg, workdir, overwrite=False)
+  workdir_lib.write_json(workdir, workdir_lib.DATASET, {
+      "name": "noise", "sample_rate": 44100, "train_samples": 100,
+      "channels": 1})
+  model = models.build_model(cfg)
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 1)))
+  workdir_lib.Checkpoints(workdir).save("best", {"params": params})
+  return workdir, model, params
+
+
+def test_measure_in_child_runs_as_a_real_time_host(saved_run):
+  # Given a run folder, when its streaming speed is measured in a child
+  # (a few blocks: a check of the path, not of the speed),
+  workdir, _, params = saved_run
+  measured = stream.measure_in_child(workdir, (1, 16), seconds=0.01,
+                                     max_blocks=20, repeats=2)
+  # then the child says how it ran: one pinned core, one XLA thread,
+  # inline dispatch, on the CPU;
+  assert measured["method"] == stream.CHILD_METHOD
+  settings = measured["settings"]
+  assert settings["one_xla_thread"] and settings["inline_dispatch"]
+  assert settings["xla_flags"] == stream.ONE_THREAD_XLA_FLAGS
+  assert settings["backend"] == "cpu"
+  if hasattr(os, "sched_setaffinity"):
+    assert len(settings["pinned_cpus"]) == 1
+  # and it measured the run's model at each block size.
+  assert measured["parameters"] == sum(
+      p.size for p in jax.tree.leaves(params))
+  assert [r["block_size"] for r in measured["rows"]] == [1, 16]
+  for row in measured["rows"]:
+    assert row["repeats"] == 2 and 1 <= row["blocks"] <= 20
+    for key in ("rtf", "us_per_sample", "block_ms_mean", "block_ms_p99"):
+      assert np.isfinite(row[key]) and row[key] > 0, key
+
+
+def test_measure_in_child_of_a_folder_without_a_run_is_an_error(tmp_path):
+  with pytest.raises(RuntimeError, match="no run"):
+    stream.measure_in_child(str(tmp_path), (16,), seconds=0.01,
+                            max_blocks=5, repeats=1)
+
+
+def test_measure_best_keeps_the_fastest_run_and_stops_at_its_budget():
+  model = models.create("lstm", hidden_size=4)
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 1)))
+  row = stream.measure_best(model, params, 16, seconds=0.01, max_blocks=10,
+                            repeats=3)
+  assert row["repeats"] == 3 and row["blocks"] == 10 and row["rtf"] > 0
+  # A budget the first run already spends: one run, however many repeats.
+  row = stream.measure_best(model, params, 16, seconds=0.01, max_blocks=10,
+                            repeats=3, budget_s=1e-9)
+  assert row["repeats"] == 1
+
+
+def test_the_benchmark_measures_streaming_as_the_report_does(monkeypatch):
+  # One home for how streaming speed is measured: bench's one-thread flags,
+  # sizes and measurement are emu.stream's.
+  from benchmarks import bench_options  # pylint: disable=g-import-not-at-top
+  from benchmarks import bench_timing  # pylint: disable=g-import-not-at-top
+  assert bench_options.ONE_THREAD == stream.ONE_THREAD_XLA_FLAGS
+  opts = bench_options.Options()
+  assert (opts.stream_seconds, opts.repeats) == (stream.SECONDS,
+                                                 stream.REPEATS)
+  calls = []
+  monkeypatch.setattr(stream, "measure_best",
+                      lambda *args, **kwargs: calls.append(kwargs) or {})
+  bench_timing.best_stream(None, None, 64, 2.0, 4000, 3)
+  assert calls == [{"seconds": 2.0, "max_blocks": 4000, "repeats": 3}]
