@@ -19,35 +19,50 @@ from emu import models
 from emu import report_html
 from emu import train
 from emu import workdir as workdir_lib
+from emu.train import parallel
 
 
 def run(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
         flags_text: Optional[str] = None,
-        dataset: Optional[data_lib.Dataset] = None) -> dict:
+        dataset: Optional[data_lib.Dataset] = None) -> Optional[dict]:
   """Trains and evaluates cfg into workdir; returns the report.
 
   A workdir holding a run of another config is refused (WorkdirConflict)
   before anything is written, unless overwrite. flags_text: the command
   line, saved as flags.txt.
+
+  Over several processes (`jax.distributed`) every process trains in
+  lockstep; process 0 alone writes workdir, evaluates and returns the
+  report, and the others return None.
   """
-  workdir_lib.check_resumable(cfg, workdir, overwrite)
-  if cfg.dataset == "files":
-    # Levels, latency and the device's repeatability, before any training.
-    datareport.report_files(cfg.train_input, cfg.train_target,
-                            workdir=workdir)
+  parallel.on_process_zero(
+      lambda: _before_training(cfg, workdir, overwrite))
   result = train.fit(cfg, workdir, overwrite=overwrite, dataset=dataset)
+  if not workdir_lib.writes_here():
+    return None
   if flags_text is not None:
     with open(workdir_lib.path(workdir, workdir_lib.FLAGS), "w") as f:
       f.write(flags_text)
   info = {"train_seconds": result.train_seconds, "epochs": result.epochs,
           "best_epoch": result.best_epoch, "stop_reason": result.stop_reason,
           "devices": len(jax.devices()), "parallel": result.parallel}
+  if jax.process_count() > 1:
+    info["processes"] = jax.process_count()
   report = evaluate_lib.evaluate(
       result.model, result.params, result.dataset, workdir, cfg=cfg,
       history=result.history, train_info=info,
       stream_blocks=cfg.stream_blocks)
   logging.info("report: %s", report_html.write_report_html(workdir))
   return report
+
+
+def _before_training(cfg, workdir, overwrite):
+  """Refuses a workdir holding another run; reports a user's files."""
+  workdir_lib.check_resumable(cfg, workdir, overwrite)
+  if cfg.dataset == "files":
+    # Levels, latency and the device's repeatability, before any training.
+    datareport.report_files(cfg.train_input, cfg.train_target,
+                            workdir=workdir)
 
 
 def parameter_count(cfg: config_lib.Config) -> int:

@@ -18,11 +18,16 @@ DIR)`) holds:
 
 Every other module names these files through `path(workdir, NAME)` and reads
 or writes them through the helpers here.
+
+In a multi-host run (`jax.distributed`) only process 0 writes the run folder
+(`writes_here`): this module's writers, checkpoints included, do nothing on
+the others, which compute in lockstep and need not see the folder at all.
 """
 
 import json
 import os
 import shutil
+import sys
 
 from absl import logging
 
@@ -51,6 +56,25 @@ class WorkdirConflict(ValueError):
   """The workdir holds a run with a different config."""
 
 
+def writes_here() -> bool:
+  """Whether this process writes run folders: a lone process does; of a
+  multi-host run (`jax.distributed.initialize`) only process 0 does."""
+  jax = sys.modules.get("jax")  # not imported: no jax.distributed either
+  if jax is None or not _distributed(jax):
+    return True
+  return jax.process_index() == 0
+
+
+def _distributed(jax) -> bool:
+  """Whether jax.distributed.initialize has run (without starting JAX's
+  backends, which a tool may still be configuring)."""
+  is_initialized = getattr(jax.distributed, "is_initialized", None)
+  if is_initialized is not None:
+    return is_initialized()
+  from jax._src import distributed  # pylint: disable=g-import-not-at-top
+  return distributed.global_state.client is not None  # an older jax
+
+
 def path(workdir: str, name: str) -> str:
   """workdir/name for one of this module's file names."""
   return os.path.join(workdir, name)
@@ -62,7 +86,10 @@ def read_json(workdir: str, name: str):
 
 
 def write_json(workdir: str, name: str, tree, indent=None, sort_keys=False):
-  """Writes atomically (a temporary file, then a rename)."""
+  """Writes atomically (a temporary file, then a rename); on process 0
+  only (`writes_here`)."""
+  if not writes_here():
+    return
   final = path(workdir, name)
   with open(final + ".tmp", "w") as f:
     json.dump(tree, f, indent=indent, sort_keys=sort_keys)
@@ -100,7 +127,9 @@ def check_resumable(cfg: config_lib.Config, workdir: str,
 
 def prepare(cfg: config_lib.Config, workdir: str, overwrite: bool):
   """Creates workdir or checks that it holds the same run (to resume); then
-  writes cfg's config.json."""
+  writes cfg's config.json. On process 0 only (`writes_here`)."""
+  if not writes_here():
+    return
   replace = check_resumable(cfg, workdir, overwrite)
   os.makedirs(workdir, exist_ok=True)
   if replace:
@@ -126,7 +155,10 @@ def read_history(workdir: str, upto_epoch=None) -> list:
 
 
 def write_history(workdir: str, history):
-  """Replaces metrics.jsonl with `history` (atomically)."""
+  """Replaces metrics.jsonl with `history` (atomically); on process 0 only
+  (`writes_here`)."""
+  if not writes_here():
+    return
   metrics_path = path(workdir, METRICS)
   with open(metrics_path + ".tmp", "w") as f:
     for row in history:
@@ -135,6 +167,9 @@ def write_history(workdir: str, history):
 
 
 def append_history(workdir: str, row):
+  """Adds one row to metrics.jsonl; on process 0 only (`writes_here`)."""
+  if not writes_here():
+    return
   with open(path(workdir, METRICS), "a") as f:
     f.write(json.dumps(row) + "\n")
 
@@ -170,18 +205,48 @@ class Checkpoints:
 
   A save goes to `<name>.new`, then swaps in, so an interrupted save never
   loses the previous checkpoint.
+
+  Checkpoints are host-local: orbax runs for this process alone (no barrier
+  with other processes). In a multi-host run only process 0 saves
+  (`writes_here`), arrays it holds whole (`emu.train.parallel.host_local`),
+  and only process 0 restores; the training loop sends what it read to the
+  others.
   """
 
   def __init__(self, workdir):
-    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
     _quiet_orbax()
     self.root = os.path.join(os.path.abspath(workdir), CHECKPOINTS)
-    self.checkpointer = ocp.StandardCheckpointer()
+    self._checkpointer = None
+
+  @property
+  def checkpointer(self):
+    """orbax's StandardCheckpointer for this process alone, made at first
+    use (a multi-host run's process index is known by then)."""
+    if self._checkpointer is None:
+      import jax  # pylint: disable=g-import-not-at-top
+      import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+      options = ocp.options.MultiprocessingOptions()
+      if jax.process_count() > 1:
+        me = jax.process_index()
+        options = ocp.options.MultiprocessingOptions(
+            primary_host=me, active_processes={me})
+      self._checkpointer = ocp.StandardCheckpointer(
+          multiprocessing_options=options)
+    return self._checkpointer
 
   def path(self, name):
     return os.path.join(self.root, name)
 
   def save(self, name, tree):
+    """Saves `tree` as checkpoint `name`; on process 0 only (`writes_here`).
+    """
+    if not writes_here():
+      return
+    import jax  # pylint: disable=g-import-not-at-top
+    if jax.process_count() > 1:
+      # orbax refuses jax arrays on one device of a multi-host run (it
+      # takes them for pmap's); this process's copies go as numpy.
+      tree = jax.device_get(tree)
     final, new, old = (self.path(name) + s for s in ("", ".new", ".old"))
     shutil.rmtree(new, ignore_errors=True)
     self.checkpointer.save(new, tree)

@@ -7,6 +7,12 @@
 (best and last, orbax) so that re-running into the same workdir resumes
 exactly, logs one line per epoch and writes the same numbers to
 `workdir/metrics.jsonl`.
+
+Over several processes (`jax.distributed`) every process runs these phases
+in lockstep on its share of each batch; process 0 alone reads and writes
+the workdir, scores val1 and keeps the clock, and the others take its
+numbers (`parallel.on_process_zero`), so that every process stops, saves
+and resumes at the same epoch. One process: the plain calls.
 """
 
 import dataclasses
@@ -188,10 +194,12 @@ def stop_reason(cfg: config_lib.Config, loop: _Loop,
 
 def _prepare(cfg, workdir, overwrite, dataset) -> _Plan:
   """The workdir, the data, the model, its step and how devices share it."""
-  workdir_lib.prepare(cfg, workdir, overwrite)
+  parallel.on_process_zero(
+      lambda: workdir_lib.prepare(cfg, workdir, overwrite))
   dataset = dataset or batches.build_dataset(cfg)
   channels = _channels(dataset.train.input)
-  workdir_lib.write_dataset_info(workdir, dataset, channels)
+  parallel.on_process_zero(
+      lambda: workdir_lib.write_dataset_info(workdir, dataset, channels))
   full_model = models.build_model(cfg, channels, dataset.sample_rate)
   model = full_model if cfg.ensemble == 1 else models.build_model(
       cfg.replace(ensemble=1), channels, dataset.sample_rate)
@@ -260,9 +268,15 @@ def _fresh_loop(plan: _Plan) -> _Loop:
 
 
 def _init_or_restore(plan: _Plan) -> _Loop:
-  """A fresh loop, or the one the 'last' checkpoint holds (to resume)."""
+  """A fresh loop, or the one the 'last' checkpoint holds (to resume).
+
+  Over several processes, process 0 reads the checkpoint and metrics.jsonl
+  and every process resumes from what it read (a fresh loop is the seed's,
+  the same on every process).
+  """
   loop = _fresh_loop(plan)
-  restored = plan.checkpoints.restore("last", checkpoint_template(loop))
+  restored, history = parallel.on_process_zero(
+      lambda: _read_last(plan, loop))
   if restored is not None:
     loop = _Loop(state=restored["state"],
                  best_params=restored["best_params"],
@@ -271,10 +285,18 @@ def _init_or_restore(plan: _Plan) -> _Loop:
                  elapsed=float(restored["elapsed"]))
     loop.saved_epoch = loop.epoch
     logging.info("resuming %s from epoch %d", plan.workdir, loop.epoch)
-  loop.history = workdir_lib.read_history(plan.workdir, loop.epoch)
-  workdir_lib.write_history(plan.workdir, loop.history)
+  loop.history = history
+  parallel.on_process_zero(
+      lambda: workdir_lib.write_history(plan.workdir, loop.history))
   loop.saved_at = time.perf_counter()
   return loop
+
+
+def _read_last(plan: _Plan, loop: _Loop):
+  """(the 'last' checkpoint or None, metrics.jsonl's rows up to its epoch)."""
+  restored = plan.checkpoints.restore("last", checkpoint_template(loop))
+  epoch = 0 if restored is None else int(restored["epoch"])
+  return restored, workdir_lib.read_history(plan.workdir, epoch)
 
 
 def _run_epoch(plan: _Plan, loop: _Loop):
@@ -285,15 +307,16 @@ def _run_epoch(plan: _Plan, loop: _Loop):
   step_metrics = []
   loop.state = plan.place_state(loop.state, plan.mesh)
   for batch in batches.epoch_batches(plan.cfg, plan.dataset.train,
-                                     epoch_key):
+                                     parallel.host_local(epoch_key)):
     loop.state, step_out = plan.train_step(
         loop.state, parallel.shard_batch(batch, plan.mesh,
                                          split=not plan.split_members))
     if plan.sync_steps:
       jax.block_until_ready(step_out)
     step_metrics.append(step_out)
-  # One host transfer per epoch.
-  step_metrics = jax.device_get(step_metrics)
+  # One host transfer per epoch (replicated over the processes: each reads
+  # its own copy, the same numbers).
+  step_metrics = parallel.to_host(step_metrics)
   train_time = time.perf_counter() - start
   row = {"epoch": loop.epoch + 1}
   for name in step_metrics[0]:
@@ -307,20 +330,17 @@ def _validate(plan: _Plan, loop: _Loop, row: dict, start: float) -> bool:
   """val1 ESR, early stopping and the best parameters; logs the epoch.
 
   Returns False (and changes nothing) if the val1 output is not finite.
+  Over several processes, process 0 scores and times the epoch and every
+  process takes its row.
   """
-  val1 = plan.dataset.val1
-  output = plan.predict(plan.to_full(loop.state.params), val1.input)
-  if not np.all(np.isfinite(output)):
+  params = parallel.host_local(plan.to_full(loop.state.params))
+  scored = parallel.on_process_zero(
+      lambda: _scored_row(plan, loop, params, row, start))
+  if scored is None:
     return False
-  if plan.cfg.ensemble > 1:
-    row["val1_esr_members"] = [metrics.esr(y, val1.target) for y in output]
-    output = output.mean(axis=0)
-  row["val1_esr"] = metrics.esr(output, val1.target)
+  row = scored
   loop.epoch += 1
-  loop.elapsed += time.perf_counter() - start
-  row.update(epoch_seconds=time.perf_counter() - start,
-             elapsed_s=loop.elapsed,
-             lr_scale=plan.cfg.lr_decay ** (loop.epoch - 1))
+  loop.elapsed = row["elapsed_s"]
   loop.stopper = loop.stopper.update(row["val1_esr"], loop.epoch)
   if loop.stopper.improved:
     # A copy: the next step donates state.params' buffers.
@@ -331,19 +351,43 @@ def _validate(plan: _Plan, loop: _Loop, row: dict, start: float) -> bool:
   return True
 
 
+def _scored_row(plan: _Plan, loop: _Loop, params, row: dict, start: float):
+  """`row` with val1's ESR and the epoch's times; None if the val1 output
+  is not finite."""
+  val1 = plan.dataset.val1
+  output = plan.predict(params, val1.input)
+  if not np.all(np.isfinite(output)):
+    return None
+  if plan.cfg.ensemble > 1:
+    row["val1_esr_members"] = [metrics.esr(y, val1.target) for y in output]
+    output = output.mean(axis=0)
+  row["val1_esr"] = metrics.esr(output, val1.target)
+  seconds = time.perf_counter() - start
+  row.update(epoch_seconds=seconds, elapsed_s=loop.elapsed + seconds,
+             lr_scale=plan.cfg.lr_decay ** loop.epoch)
+  return row
+
+
 def _maybe_checkpoint(plan: _Plan, loop: _Loop, force: bool = False):
   """Saves last (and best) if checkpoint_every_s has passed (or `force`);
   the time it takes counts as training."""
   if loop.saved_epoch == loop.epoch:
     return
-  if not force and (time.perf_counter() - loop.saved_at
-                    < plan.cfg.checkpoint_every_s):
+  # Process 0's clock decides for every process.
+  if not force and not parallel.same_as_process_zero(
+      time.perf_counter() - loop.saved_at >= plan.cfg.checkpoint_every_s):
     return
   start = time.perf_counter()
-  plan.checkpoints.save("last", loop.checkpoint())
-  plan.checkpoints.save("best", {"params": plan.to_full(loop.best_params)})
+  last = parallel.host_local(loop.checkpoint())
+  best = parallel.host_local({"params": plan.to_full(loop.best_params)})
+
+  def save():
+    plan.checkpoints.save("last", last)
+    plan.checkpoints.save("best", best)
+    return loop.elapsed + (time.perf_counter() - start)
+
+  loop.elapsed = parallel.on_process_zero(save)
   loop.saved_epoch, loop.saved_at = loop.epoch, time.perf_counter()
-  loop.elapsed += loop.saved_at - start
 
 
 def _diverged(plan: _Plan, loop: _Loop, what: str) -> str:
@@ -352,11 +396,18 @@ def _diverged(plan: _Plan, loop: _Loop, what: str) -> str:
       "epoch %d: %s; stopping and keeping the last good checkpoint (epoch "
       "%d). Lower learning_rate or set grad_clip.", loop.epoch + 1, what,
       loop.saved_epoch)
-  restored = plan.checkpoints.restore("last", checkpoint_template(loop))
-  if restored is not None:
-    loop.best_params = restored["best_params"]
+  template = checkpoint_template(loop)
+  best_params = parallel.on_process_zero(
+      lambda: _restored_best_params(plan, template))
+  if best_params is not None:
+    loop.best_params = best_params
   loop.saved_epoch = loop.epoch  # nothing new worth saving
   return "diverged"
+
+
+def _restored_best_params(plan: _Plan, template):
+  restored = plan.checkpoints.restore("last", template)
+  return None if restored is None else restored["best_params"]
 
 
 def _finish(plan: _Plan, loop: _Loop, reason: str) -> FitResult:
@@ -364,8 +415,9 @@ def _finish(plan: _Plan, loop: _Loop, reason: str) -> FitResult:
   logging.info("training stopped (%s) after %d epochs, %.1f s; best val1 "
                "ESR %.3e at epoch %d", reason, loop.epoch, loop.elapsed,
                loop.stopper.best, loop.stopper.best_epoch)
+  # Parameters this process holds whole: what evaluation and export take.
   return FitResult(model=plan.full_model,
-                   params=plan.to_full(loop.best_params),
+                   params=parallel.host_local(plan.to_full(loop.best_params)),
                    dataset=plan.dataset, history=loop.history,
                    stop_reason=reason, train_seconds=loop.elapsed,
                    epochs=loop.epoch, best_epoch=loop.stopper.best_epoch,
