@@ -5,8 +5,9 @@
   parallel.py  the data mesh, placing states and batches, the CPU device
                policy
   batches.py   the Dataset a Config names and one epoch's batches
+  stopping.py  EarlyStopping, a value
   loop.py      `fit(cfg, workdir)`: prepare -> init or restore -> epochs
-               (run, validate, checkpoint) -> finish; EarlyStopping
+               (run, validate, checkpoint) -> finish
 
 The run folder's files are `emu.workdir`'s; whole-signal inference is
 `emu.stream.make_predict`. The names below stay importable as
@@ -21,7 +22,7 @@ from emu.stream import make_predict
 from emu.train.batches import build_dataset
 from emu.train.batches import epoch_batches
 from emu.train.batches import steps_per_epoch
-from emu.train.loop import EarlyStopping
+from emu.train.stopping import EarlyStopping
 from emu.train.loop import fit
 from emu.train.loop import FitResult
 from emu.train.parallel import data_mesh
