@@ -6,6 +6,7 @@ the documented shapes, parameter counts and equations.
 """
 
 import functools
+import json
 import math
 
 import jax
@@ -21,6 +22,22 @@ TINY = {
     "gru": dict(hidden_size=8, num_layers=2),
     "wavenet": dict(channels=4, kernel_size=3, dilations=(1, 2, 4)),
     "thesis_cnn": dict(window=16, filters=4, kernel_size=4, groups=2),
+    # NAM's WaveNet: two layer arrays (the second gated, blended in its last
+    # layer), a head rechannel of 2 taps, a post head of one 2-tap block.
+    "nam_wavenet": dict(config=json.dumps({
+        "layers": [
+            dict(input_size=1, condition_size=1, channels=3, head_size=2,
+                 kernel_size=2, dilations=[1, 2], activation="Tanh",
+                 gated=False, head_bias=False),
+            dict(input_size=3, condition_size=1, channels=2, kernel_sizes=[
+                2, 3], dilations=[1, 3], activation=["Tanh", "ReLU"],
+                 gating_mode=["gated", "blended"],
+                 secondary_activation=["Sigmoid", "Sigmoid"],
+                 head={"out_channels": 2, "kernel_size": 2, "bias": True},
+                 head1x1={"active": True, "out_channels": 2, "groups": 1})],
+        "head": {"channels": 2, "activation": "Tanh", "out_channels": 1,
+                 "kernel_sizes": [2]},
+        "head_scale": 0.5})),
 }
 NAMES = sorted(TINY)
 
@@ -95,6 +112,9 @@ def test_shapes_and_initial_state(name):
      237),
     # the thesis's setting (see the ThesisCNN docstring): 1024 -> 1 x 16.
     ("thesis_cnn", {}, 1, 3011225),
+    # NAM's standard WaveNet (16 then 8 channels, 10 layers each): NAM's
+    # parameter count less head_scale, which is not trained.
+    ("nam_wavenet", {}, 1, 13801),
 ])
 def test_parameter_count(name, hparams, channels, expected):
   if name == "thesis_cnn":
@@ -116,7 +136,7 @@ def test_causal(name):
   assert not np.allclose(y[:, t:], y_changed[:, t:])
 
 
-@pytest.mark.parametrize("name", ["wavenet", "thesis_cnn"])
+@pytest.mark.parametrize("name", ["wavenet", "thesis_cnn", "nam_wavenet"])
 def test_receptive_field_is_exact(name):
   model, params, apply = built(name)
   rf = model.receptive_field
@@ -136,6 +156,9 @@ def test_receptive_fields():
   assert make("wavenet").receptive_field == 1 + 2 * (1 + 2 + 4)
   assert models.create("wavenet").receptive_field == 1 + 2 * 2 * 1023
   assert make("thesis_cnn").receptive_field == 16
+  # (2-1)(1+2), head 1 tap; (2-1)1 + (3-1)3 + (2-1) head; post head 1.
+  assert make("nam_wavenet").receptive_field == 1 + 3 + 8 + 1
+  assert models.create("nam_wavenet").receptive_field == 1 + 2 * 2 * 1023
 
 
 @pytest.mark.parametrize("channels", [1, 2])

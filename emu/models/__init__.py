@@ -24,6 +24,7 @@ _REGISTRY = {
     "gru": ("emu.models.recurrent", "GRU"),
     "thesis_cnn": ("emu.models.thesis_cnn", "ThesisCNN"),
     "wavenet": ("emu.models.wavenet", "WaveNet"),
+    "nam_wavenet": ("emu.models.nam_wavenet", "NamWaveNet"),
     "lru": ("emu.models.lru", "LRU"),
     "svf": ("emu.models.svf", "SVF"),
 }
