@@ -1,30 +1,35 @@
-"""emu's LSTM and GRU in real-time plugin formats, written and read back.
+"""emu's models in real-time plugin formats, written and read back.
 
 What `emu.export` writes (`python -m emu.export`). Formats (all JSON):
 
-- `nam`: Neural Amp Modeler's `.nam` file, architecture "LSTM" (the NAM
-  plugin and NeuralAmpModelerCore). Per layer the PyTorch matrix
-  [w_ih | w_hh] as [4H, in + H] row-major, the bias b_ih + b_hh [4H], the
-  initial hidden and cell states [H] each (zeros: emu starts from zero), then
-  the head Linear(H, 1) weight [H] and bias. LSTM only (NAM has no GRU).
+- `nam`: Neural Amp Modeler's `.nam` file (the NAM plugin and
+  NeuralAmpModelerCore). LSTM: architecture "LSTM", per layer the PyTorch
+  matrix [w_ih | w_hh] as [4H, in + H] row-major, the bias b_ih + b_hh [4H],
+  the initial hidden and cell states [H] each (zeros: emu starts from zero),
+  then the head Linear(H, 1) weight [H] and bias. emu's `wavenet` and
+  `nam_wavenet`: architecture "WaveNet" (`emu.plugin_wavenet`). NAM has no
+  GRU.
 - `rtneural`: RTNeural's Keras-style JSON (`RTNeural::json_parser`):
   "in_shape", then "lstm"/"gru" layers with Keras weights (kernel [in][nH],
   recurrent kernel [H][nH], bias) and a "dense" head. Keras's LSTM gate order
   i, f, c, o equals emu's (PyTorch's) i, f, g, o; Keras's GRU order z, r, h
   differs from emu's r, z, n, so GRU columns are reordered, and its bias is
-  [2][3H] (input, recurrent) in the reset-after form emu uses.
+  [2][3H] (input, recurrent) in the reset-after form emu uses. An ungated
+  `wavenet` goes in as conv1d and dense layers (`emu.plugin_wavenet`).
 - `guitarml`: the JSON of Automated-GuitarAmpModelling's SimpleRNN
   ({"model_data": ..., "state_dict": ...} in PyTorch layout), which
   GuitarML's plugins (NeuralPi, Proteus, ...) load into RTNeural.
 
-The dry-input skip (`skip=True`, emu's default): NAM's LSTM and a plain
-RTNeural model compute head(h) only, and no change of weights adds the input
-to the output, so `nam` and `rtneural` refuse a skip model (train with
-`--noskip`, or use `guitarml`). The `guitarml` format records `"skip": 1`,
-and GuitarML's plugins add the input themselves (NeuralPi's RT_LSTM returns
-`model.forward(x) + x`), so a skip model round-trips there; a model without
-the skip is recorded as `"skip": 0`, which those plugins ignore (they add the
-input regardless), so `guitarml` refuses it.
+The dry-input skip (`skip=True`, emu's default: y = RNN(x) + x): NAM's LSTM
+and a plain RTNeural stack compute head(h) only, so a skip model is written
+as the equal model with one more unit that carries x to the head
+(`emu.plugin_folds.fold_skip`: LSTM-32 with the skip becomes LSTM-33). The
+`guitarml` format records `"skip": 1`, and GuitarML's plugins add the input
+themselves (NeuralPi's RT_LSTM returns `model.forward(x) + x`), so a skip
+model goes in as it is, and one without the skip gets the extra unit
+carrying -x (GuitarML's plugins are built for one hidden size: check that
+yours takes H + 1). Knob channels are fixed by `emu.export` (`knobs`) before
+a writer sees the model.
 
 An ensemble is written as one wider model by `emu.export.export`.
 `load_nam`, `load_rtneural` and `load_guitarml` rebuild the emu model and
@@ -40,27 +45,48 @@ import jax.numpy as jnp
 import numpy as np
 
 from emu import models
+from emu import plugin_folds
+from emu import plugin_wavenet
 
 FORMATS = ("nam", "rtneural", "guitarml")
-# The .nam version written: the LSTM layout has not changed since 0.5, and
-# NeuralAmpModelerCore releases that read only 0.5.x files are still in use.
+# The .nam version of LSTM files: the LSTM layout has not changed since 0.5,
+# and NeuralAmpModelerCore releases that read only 0.5.x files are still in
+# use. WaveNets need 0.7.0 (plugin_wavenet.NAM_WAVENET_VERSION).
 NAM_VERSION = "0.5.4"
-
-
-class ExportError(ValueError):
-  """A model cannot be written in the requested format (says why)."""
+ExportError = plugin_folds.ExportError
+_RECURRENT = ("LSTM", "GRU")
 
 
 # ------------------------------------------------------------ the model
 
 
-def _family(model):
+def _family(model, fmt):
+  """'lstm' or 'gru'; ExportError naming what the format takes otherwise."""
   name = type(model).__name__
-  if name not in ("LSTM", "GRU"):
+  if name in _RECURRENT:
+    return name.lower()
+  takes = {"nam": "lstm, wavenet and nam_wavenet",
+           "rtneural": "lstm, gru and ungated wavenet",
+           "guitarml": "lstm and gru"}[fmt]
+  raise ExportError(
+      f"a {name} does not export to {fmt}, which takes {takes} models; "
+      f"retrain with one of those (--model=...)")
+
+
+def _one_input(model, params, fmt):
+  n = plugin_folds.input_channels(model, params)
+  if n != 1:
     raise ExportError(
-        f"only the recurrent models (lstm, gru) export to plugin formats; "
-        f"this is a {name}. NAM's WaveNet layout differs from emu's wavenet")
-  return name.lower()
+        f"the model reads {n} input channels (audio + {n - 1} knobs); the "
+        f"{fmt} plugin feeds audio only: fix the knobs at the setting you "
+        "want with --knobs=V1,... (normalised 0-1; export(..., knobs=...))")
+
+
+def _without_skip(model, params):
+  """The model, with the skip folded into one more unit if it has one."""
+  if model.skip:
+    return plugin_folds.fold_skip(model, params)
+  return model, params
 
 
 def _layers(model, params):
@@ -74,7 +100,7 @@ def _layers(model, params):
   f32 = lambda a: np.asarray(a, np.float32)
   layers = []
   for k in range(model.num_layers):
-    names = ("w_ih", "w_hh", "bias") if _family(model) == "lstm" else (
+    names = ("w_ih", "w_hh", "bias") if type(model).__name__ == "LSTM" else (
         "w_ih", "w_hh", "b_ih", "b_hh")
     layers.append({n: f32(p[f"{n}_{k}"]) for n in names})
   return layers, f32(p["w_out"]), f32(p["b_out"])
@@ -92,22 +118,6 @@ def _params_tree(layers, w_out, b_out):
   return {"params": tree}
 
 
-def _refuse_skip(model, fmt):
-  if model.skip:
-    raise ExportError(
-        f"this model adds its input to the output (skip=True), which {fmt}'s "
-        "model cannot express: its output is a linear head on the hidden "
-        "state only. Retrain with --noskip (skip=False) to export to "
-        f"{fmt}" + ("" if fmt == "NAM" else
-                    ", or use --format=guitarml, whose plugins add the "
-                    "input themselves"))
-
-
-def _float_list(a):
-  # float32 -> Python float (float64) is exact, and so is the way back.
-  return np.asarray(a, np.float32).astype(np.float64).tolist()
-
-
 def _gru_to_keras(a, hidden):
   """Columns r, z, n (emu, PyTorch) -> z, r, n (Keras, RTNeural)."""
   r, z, n = (a[..., i * hidden:(i + 1) * hidden] for i in range(3))
@@ -123,33 +133,33 @@ def _gru_from_keras(a, hidden):
 
 
 def export_nam(model, params, sample_rate, metadata=None) -> dict:
-  """The `.nam` dict of an emu LSTM with skip=False.
+  """The `.nam` dict of an emu LSTM, wavenet or nam_wavenet.
 
   Args:
-    model: emu LSTM (emu.models.recurrent.LSTM) with skip=False and one
-      input channel.
+    model: emu LSTM (skip or not), `wavenet` or `nam_wavenet`, reading one
+      input channel (audio; `emu.export.export` fixes knobs first).
     params: its Flax params ({"params": {...}}).
     sample_rate: Hz the model was trained at (the plugin checks it).
-    metadata: extra "metadata" entries (name, modeled_by, ...).
+    metadata: extra "metadata" entries (name, modeled_by, loudness, ...).
 
   Returns:
     dict ready for json.dump.
 
   Raises:
-    ExportError: a GRU or non-recurrent model, a skip model, or
-      conditioning inputs (the NAM plugin feeds one audio channel).
+    ExportError: a GRU or another family, or knob inputs (the message
+      names the fix).
   """
-  if _family(model) != "lstm":
+  if type(model).__name__ in ("WaveNet", "NamWaveNet"):
+    _one_input(model, params, "NAM")
+    return plugin_wavenet.export_nam_wavenet(model, params, sample_rate,
+                                             metadata)
+  if _family(model, "nam") != "lstm":
     raise ExportError(
         "NAM has no GRU architecture; export a GRU with --format=rtneural "
-        "(skip=False) or --format=guitarml")
-  _refuse_skip(model, "NAM")
+        "or --format=guitarml, or retrain with --model=lstm")
+  _one_input(model, params, "NAM")
+  model, params = _without_skip(model, params)
   layers, w_out, b_out = _layers(model, params)
-  if _input_size(layers) != 1:
-    raise ExportError(
-        f"the model reads {_input_size(layers)} input channels; the NAM "
-        "plugin feeds one (audio only), so knob-conditioned models cannot "
-        "be exported to NAM")
   hidden = model.hidden_size
   weights = []
   for layer in layers:
@@ -164,9 +174,10 @@ def export_nam(model, params, sample_rate, metadata=None) -> dict:
       "architecture": "LSTM",
       "config": {"input_size": 1, "hidden_size": hidden,
                  "num_layers": model.num_layers},
-      "weights": _float_list(np.concatenate(weights)),
+      "weights": plugin_folds.float_list(np.concatenate(weights)),
       "sample_rate": float(sample_rate),
-      "metadata": {"exported_by": "emu", **(metadata or {})},
+      "metadata": {"date": plugin_wavenet.nam_date(), "exported_by": "emu",
+                   **(metadata or {})},
   }
 
 
@@ -178,16 +189,24 @@ def _read_json(path_or_dict):
 
 
 def load_nam(path_or_dict):
-  """Rebuilds (model, params, sample_rate) from a NAM LSTM file or dict.
+  """Rebuilds (model, params, sample_rate) from a .nam file or dict: LSTM,
+  WaveNet (`emu.models.nam_wavenet`, NAM's file format 0.5.x or 0.7.0), or a
+  SlimmableContainer (its highest-quality WaveNet).
 
   NAM's own trainer stores a settled (nonzero) initial state, which emu's
   zero initial state cannot hold: such a file loads with a warning, and its
   output differs from NAM's for the first moments only.
   """
   d = _read_json(path_or_dict)
+  if d.get("architecture") in ("WaveNet", "SlimmableContainer"):
+    try:
+      return plugin_wavenet.load_nam_wavenet(d)
+    except ValueError as e:
+      raise ExportError(f"this .nam WaveNet cannot be read: {e}") from e
   if d.get("architecture") != "LSTM":
     raise ExportError(
-        f"emu reads NAM's LSTM files; this one is {d.get('architecture')!r}")
+        f"emu reads NAM's LSTM and WaveNet files; this one is "
+        f"{d.get('architecture')!r}")
   cfg = d["config"]
   hidden, num_layers = int(cfg["hidden_size"]), int(cfg["num_layers"])
   in_size = int(cfg.get("input_size", 1))
@@ -228,13 +247,29 @@ def load_nam(path_or_dict):
 
 
 def export_rtneural(model, params, sample_rate=None, metadata=None) -> dict:
-  """RTNeural's Keras-style JSON of an emu LSTM or GRU with skip=False.
+  """RTNeural's Keras-style JSON of an emu LSTM, GRU or ungated wavenet.
 
   RTNeural's loader reads "in_shape" and "layers" only; the sample rate
   (Hz) and `metadata` go in an extra "metadata" entry that it ignores.
   """
-  family = _family(model)
-  _refuse_skip(model, "RTNeural")
+  meta = {"exported_by": "emu", **(metadata or {})}
+  if sample_rate is not None:
+    meta["sample_rate"] = float(sample_rate)
+  name = type(model).__name__
+  if name in ("WaveNet", "NamWaveNet"):
+    _one_input(model, params, "RTNeural")
+    if name == "NamWaveNet" or model.gated:
+      raise ExportError(
+          "RTNeural's JSON stacks layers one after another, with no "
+          "elementwise product for the gate tanh(a) * sigmoid(b)" + (
+              " nor NAM's start from silence" if name == "NamWaveNet" else
+              "") + ": retrain with --nogated to export a wavenet to "
+          "RTNeural, or use --format=nam")
+    return {"in_shape": [None, None, 1], "layers":
+            plugin_wavenet.export_rtneural_wavenet(model, params),
+            "metadata": meta}
+  family = _family(model, "rtneural")
+  model, params = _without_skip(model, params)
   layers, w_out, b_out = _layers(model, params)
   hidden = model.hidden_size
   out = []
@@ -248,12 +283,10 @@ def export_rtneural(model, params, sample_rate=None, metadata=None) -> dict:
                            _gru_to_keras(layer["b_hh"], hidden)])]
     out.append({"type": family, "activation": "",
                 "shape": [None, None, hidden],
-                "weights": [_float_list(a) for a in weights]})
+                "weights": [plugin_folds.float_list(a) for a in weights]})
   out.append({"type": "dense", "activation": "", "shape": [None, None, 1],
-              "weights": [_float_list(w_out), _float_list(b_out)]})
-  meta = {"exported_by": "emu", **(metadata or {})}
-  if sample_rate is not None:
-    meta["sample_rate"] = float(sample_rate)
+              "weights": [plugin_folds.float_list(w_out),
+                          plugin_folds.float_list(b_out)]})
   return {"in_shape": [None, None, _input_size(layers)], "layers": out,
           "metadata": meta}
 
@@ -271,6 +304,11 @@ def load_rtneural(path_or_dict):
     raise ExportError("expected recurrent layers and a final linear dense "
                       "layer")
   kinds = {s["type"] for s in specs[:-1]}
+  if "conv1d" in kinds:
+    raise ExportError(
+        "emu reads back RTNeural files of LSTM or GRU layers; this one holds "
+        "conv1d layers (a wavenet as emu writes it): use the run folder it "
+        "came from (--workdir) or its .nam export")
   if len(kinds) != 1 or not kinds <= {"lstm", "gru"}:
     raise ExportError(f"expected lstm or gru layers of one type, got "
                       f"{[s['type'] for s in specs]}")
@@ -297,19 +335,18 @@ def load_rtneural(path_or_dict):
 
 
 def export_guitarml(model, params, sample_rate=None, metadata=None) -> dict:
-  """Automated-GuitarAmpModelling's SimpleRNN JSON of an emu skip model.
+  """Automated-GuitarAmpModelling's SimpleRNN JSON of an emu LSTM or GRU.
 
   PyTorch names and layout: rec.weight_ih_l{k} [nH, in], rec.weight_hh_l{k}
   [nH, H], rec.bias_ih_l{k}, rec.bias_hh_l{k} [nH] (for emu's LSTM the bias
   goes to bias_ih and bias_hh is zero; the plugins add the two), lin.weight
   [1, H], lin.bias [1]. The sample rate (Hz) goes in an extra "emu" entry.
+  Always "skip": 1, which GuitarML's plugins apply whatever the file says; a
+  model without the skip gets one more unit that carries -x.
   """
-  family = _family(model)
+  family = _family(model, "guitarml")
   if not model.skip:
-    raise ExportError(
-        "GuitarML's plugins add the input to the model's output whatever "
-        "the file says, so a model trained without the skip (skip=False) "
-        "would sound wrong there; use --format=rtneural or --format=nam")
+    model, params = plugin_folds.fold_skip(model, params, sign=-1.0)
   layers, w_out, b_out = _layers(model, params)
   state = {}
   for k, layer in enumerate(layers):
@@ -332,7 +369,7 @@ def export_guitarml(model, params, sample_rate=None, metadata=None) -> dict:
           "output_size": 1, "unit_type": family.upper(),
           "num_layers": model.num_layers, "hidden_size": model.hidden_size,
           "bias_fl": True},
-      "state_dict": {k: _float_list(v) for k, v in state.items()},
+      "state_dict": {k: plugin_folds.float_list(v) for k, v in state.items()},
       "emu": emu_info,
   }
 

@@ -13,6 +13,12 @@ Modeler popularised for amplifiers (Wright et al. 2019 call it a TCN):
 A whole block is processed in parallel. Streaming is exact: each layer keeps
 the last (kernel_size - 1) * d samples of its input as state, prepends them to
 the next block and convolves VALID, which is a ring buffer in array form.
+
+NAM's own WaveNet differs in layout (no input bias, one head path summed
+from raw activations, an input mixer per layer); it is
+`emu.models.nam_wavenet`, and `emu.plugin_folds.wavenet_as_nam` writes this
+model in its form for `.nam` export. This model starts from zero histories;
+NAM's from silence (the two differ in the first receptive field).
 """
 
 import flax.linen as nn
