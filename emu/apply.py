@@ -1,11 +1,24 @@
-"""Applies a trained model to a WAV file.
+"""Applies a trained model, or a plugin file, to a WAV file.
 
   python -m emu.apply --workdir=DIR input.wav output.wav
+  python -m emu.apply --model_file=MODEL.nam input.wav output.wav
+  python -m emu.apply --model_file=MODEL.json input.wav output.wav
+
+`--model_file` takes what `emu.export` writes and NAM's own files: a `.nam`
+(LSTM, WaveNet, or a SlimmableContainer's best WaveNet), RTNeural JSON
+(LSTM or GRU layers and a dense head) or GuitarML JSON; the format is told
+by the extension and, for .json, by the keys inside.
 
 Any length (processed in blocks with the model's carried state, so memory
-stays bounded); mono; the file's sample rate must be the model's.
+stays bounded); mono; the file's sample rate must be the model's. A model
+with a finite memory (WaveNets, the thesis CNN) starts as if it had heard
+silence, as NAM's plugin starts its models, so the output matches the
+plugin's from the first sample; recurrent models start from zero, as in
+NAM's and RTNeural's code. A knob model takes its setting as `--knobs`.
 """
 
+import json
+import math
 import os
 
 from absl import app
@@ -14,27 +27,82 @@ import numpy as np
 import soundfile as sf
 
 from emu import cli
+from emu import plugin_folds
 from emu import stream
 from emu import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
+EXTENSIONS = {".nam": "nam", ".json": None}
+
+
+def file_format(path) -> str:
+  """'nam', 'rtneural' or 'guitarml': what a model file holds."""
+  ext = os.path.splitext(path)[1].lower()
+  if ext not in EXTENSIONS:
+    raise ValueError(f"{path}: a model file is a .nam (NAM) or .json "
+                     "(RTNeural, GuitarML) file")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"model file {path} does not exist")
+  if ext == ".nam":
+    return "nam"
+  try:
+    with open(path) as f:
+      keys = set(json.load(f))
+  except ValueError as e:
+    raise ValueError(f"{path} is not JSON: {e}") from None
+  for fmt, needed in (("nam", {"architecture", "weights"}),
+                      ("guitarml", {"model_data", "state_dict"}),
+                      ("rtneural", {"in_shape", "layers"})):
+    if needed <= keys:
+      return fmt
+  raise ValueError(f"{path} is neither RTNeural (in_shape, layers), "
+                   "GuitarML (model_data, state_dict) nor NAM JSON")
+
+
+def load_model(workdir=None, model_file=None, checkpoint="best"):
+  """(model, params, sample_rate or None, what it is) from a run folder or
+  a plugin file."""
+  if (workdir is None) == (model_file is None):
+    raise ValueError("give one of --workdir=DIR (a run folder) or "
+                     "--model_file=FILE (.nam, RTNeural or GuitarML .json)")
+  if workdir is not None:
+    model, params, _ = workdir_lib.load_params(workdir, checkpoint)
+    return model, params, workdir_lib.sample_rate_of(workdir), workdir
+  from emu import plugin_formats  # pylint: disable=g-import-not-at-top
+  fmt = file_format(model_file)
+  model, params, rate = plugin_formats.LOADERS[fmt](model_file)
+  return model, params, rate and int(rate), f"{model_file} ({fmt})"
+
+
+def _start(model, params, knobs):
+  """The state a stream starts from: silence for finite-memory models."""
+  if getattr(model, "starts_from_silence", False) or not math.isfinite(
+      model.receptive_field) or model.receptive_field <= 1:
+    return None
+  return plugin_folds.warmed_on_silence(model, params, knobs)
 
 
 def apply_file(workdir, input_path, output_path, block_size=65536,
                channel=None, checkpoint="best", subtype="FLOAT",
-               overwrite=False) -> dict:
+               overwrite=False, model_file=None, knobs=()) -> dict:
   """Processes input_path into output_path; returns a small summary."""
   if not os.path.exists(input_path):
     raise FileNotFoundError(f"input file {input_path} does not exist")
   if os.path.exists(output_path) and not overwrite:
     raise FileExistsError(
         f"{output_path} exists; choose another name or pass --overwrite")
-  model, params, _ = workdir_lib.load_params(workdir, checkpoint)
-  rate = workdir_lib.sample_rate_of(workdir)
+  model, params, rate, source = load_model(workdir, model_file, checkpoint)
+  knobs = [float(k) for k in knobs or ()]
+  channels = plugin_folds.input_channels(model, params)
+  if channels is not None and channels != 1 + len(knobs):
+    raise ValueError(
+        f"the model reads {channels - 1} knob channel(s); give their "
+        f"setting with --knobs (normalised 0-1), {len(knobs)} given")
   try:
     audio, file_rate = sf.read(input_path, dtype="float32", always_2d=True)
   except RuntimeError as e:
     raise ValueError(f"cannot read {input_path}: {e}") from None
+  rate = rate or file_rate  # an RTNeural file may not record its rate
   if file_rate != rate:
     raise ValueError(
         f"{input_path} is at {file_rate} Hz but the model was trained at "
@@ -47,26 +115,29 @@ def apply_file(workdir, input_path, output_path, block_size=65536,
   if not np.all(np.isfinite(x)):
     raise ValueError(f"{input_path} contains NaN or inf samples")
   streamer = stream.Streamer(model, params)
+  start = _start(model, params, knobs)
+  if start is not None:
+    streamer.state = start
   out = np.concatenate([
-      streamer.process(x[i:i + block_size])
+      streamer.process(x[i:i + block_size], knobs or None)
       for i in range(0, len(x), block_size)]) if len(x) else x
   clipped = int(np.sum(np.abs(out) > 1.0))
   sf.write(output_path, out, rate, subtype=subtype)
-  return {"samples": len(x), "sample_rate": rate, "clipped": clipped}
+  return {"samples": len(x), "sample_rate": rate, "clipped": clipped,
+          "model": source}
 
 
 def main(argv):
   stream.realtime()  # inline dispatch: blocks are processed one by one
   if len(argv) != 3:
     raise app.UsageError(
-        "usage: python -m emu.apply --workdir=DIR input.wav output.wav")
-  if not FLAGS.workdir:
-    raise app.UsageError("--workdir is required")
+        "usage: python -m emu.apply --workdir=DIR | --model_file=FILE "
+        "input.wav output.wav")
   info = apply_file(FLAGS.workdir, argv[1], argv[2], FLAGS.block_size,
                     FLAGS.channel, FLAGS.checkpoint, FLAGS.subtype,
-                    FLAGS.overwrite)
+                    FLAGS.overwrite, FLAGS.model_file, FLAGS.knobs)
   print(f"wrote {argv[2]}: {info['samples']} samples at "
-        f"{info['sample_rate']} Hz" + (
+        f"{info['sample_rate']} Hz through {info['model']}" + (
             f"; {info['clipped']} samples beyond full scale (use "
             "--subtype=FLOAT to keep them)" if info["clipped"] else ""))
   return 0
@@ -74,6 +145,10 @@ def main(argv):
 
 def _define_flags():
   flags.DEFINE_string("workdir", None, "A run's folder (experiments/run.py).")
+  flags.DEFINE_string("model_file", None, "Or a model file: .nam (NAM), "
+                      "RTNeural or GuitarML .json (e.g. from emu.export).")
+  flags.DEFINE_list("knobs", None, "A knob model's setting: one normalised "
+                    "value (0-1) per knob channel.")
   flags.DEFINE_integer("block_size", 65536, "Samples per processing block.")
   flags.DEFINE_integer("channel", None,
                        "Channel to process in a multi-channel file.")
