@@ -22,7 +22,6 @@ stand-in devices have none (every one answers an impulse at its own
 sample), so it is 0 unless a device changes.
 """
 
-import ctypes
 import json
 import os
 import signal
@@ -176,24 +175,14 @@ def score(held: HeldOut, predictions: dict, lag: int = 0) -> dict:
   return {"parts": parts, "groups": groups}
 
 
-def _die_with_parent():
-  """In a child (Linux): SIGTERM when the parent dies, so that a killed
-  benchmark leaves no trainer running."""
-  try:
-    ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-  except (OSError, AttributeError):
-    pass
-
-
 def _run(argv, log_path, env=None) -> float:
   """Runs argv with its output in log_path; wall seconds, or
-  RuntimeError quoting the log's tail."""
+  RuntimeError quoting the log's tail. An exception in the wait (Ctrl-C,
+  or SystemExit from `exit_on_sigterm`) kills the child too."""
   start = time.perf_counter()
   with open(log_path, "w") as log:
-    proc = subprocess.run(
-        argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-        check=False,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT,
+                          env=env, cwd=ROOT, check=False)
   wall = time.perf_counter() - start
   if proc.returncode:
     with open(log_path) as log:
@@ -201,6 +190,12 @@ def _run(argv, log_path, env=None) -> float:
     raise RuntimeError(f"{os.path.basename(argv[1])} failed (exit "
                        f"{proc.returncode}); {log_path} ends:\n{tail}")
   return wall
+
+
+def exit_on_sigterm():
+  """SIGTERM raises SystemExit, so that `_run` kills its child (a
+  trainer) before this process ends."""
+  signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
 
 def train_emu(recording: Recording, workdir: str, budget_s: float,

@@ -179,6 +179,7 @@ def main(argv):
       raise FileNotFoundError(
           f"no NAM python at {python}: pass --nam_python, set "
           "EMU_NAM_PYTHON, or --skip_nam")
+  capture.exit_on_sigterm()
   material = devices_lib.program_material(FLAGS.sample_rate)
   if FLAGS.material_seconds:
     keep = int(FLAGS.material_seconds * FLAGS.sample_rate)

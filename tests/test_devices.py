@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -95,12 +96,20 @@ def test_given_a_device_when_recorded_then_input_and_recording_align(
   assert np.max(np.abs(y - expected)) < 2 ** -22  # 24-bit rounding only
 
 
-def _bench(tmp_path, *flags):
-  return subprocess.run(
+def _bench(tmp_path, *flags, timeout=600):
+  """capture_bench.py's CompletedProcess; on a timeout its whole process
+  group (the trainers too) is killed."""
+  with subprocess.Popen(
       [sys.executable, "experiments/capture_bench.py", "--seconds=10",
-       f"--workdir={tmp_path}", *flags], cwd=ROOT, capture_output=True,
-      text=True, timeout=600, check=False,
-      env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT))
+       f"--workdir={tmp_path}", *flags], cwd=ROOT, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True, start_new_session=True,
+      env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)) as proc:
+    try:
+      out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+      os.killpg(proc.pid, signal.SIGKILL)
+      raise
+  return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 # A tiny emu recipe on top of capture.flags: the pipeline, not the quality.
