@@ -136,10 +136,13 @@ def main(argv):
   info = apply_file(FLAGS.workdir, argv[1], argv[2], FLAGS.block_size,
                     FLAGS.channel, FLAGS.checkpoint, FLAGS.subtype,
                     FLAGS.overwrite, FLAGS.model_file, FLAGS.knobs)
+  kept = FLAGS.subtype.upper() in ("FLOAT", "DOUBLE")
   print(f"wrote {argv[2]}: {info['samples']} samples at "
         f"{info['sample_rate']} Hz through {info['model']}" + (
-            f"; {info['clipped']} samples beyond full scale (use "
-            "--subtype=FLOAT to keep them)" if info["clipped"] else ""))
+            f"; {info['clipped']} samples beyond full scale" + (
+                " (kept: a float file)" if kept else
+                ", clipped by the format (use --subtype=FLOAT to keep them)")
+            if info["clipped"] else ""))
   return 0
 
 
