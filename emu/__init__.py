@@ -16,8 +16,8 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "apply", "cli", "config", "data", "datareport", "effects", "evaluate",
     "export", "listening_test", "losses", "metrics", "models", "pipeline",
-    "plots", "plugin_formats", "ratings", "report_html", "signals", "stream",
-    "testsignal", "train", "workdir",
+    "plots", "plugin_folds", "plugin_formats", "plugin_wavenet", "ratings",
+    "report_html", "signals", "stream", "testsignal", "train", "workdir",
 )
 
 
