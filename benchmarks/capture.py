@@ -198,10 +198,24 @@ def exit_on_sigterm():
   signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
 
+def use_cores(threads: int) -> int:
+  """Confines this process, and so every child it starts, to its first
+  `threads` usable cores (all of them if None); returns the count."""
+  cores = sorted(os.sched_getaffinity(0)) if hasattr(
+      os, "sched_getaffinity") else []
+  if not cores:
+    return threads or os.cpu_count() or 1
+  if threads and threads < len(cores):
+    os.sched_setaffinity(0, cores[:threads])
+    return threads
+  return len(cores)
+
+
 def train_emu(recording: Recording, workdir: str, budget_s: float,
-              flagfile: str, extra_flags=()) -> dict:
+              flagfile: str, extra_flags=(), threads: int = 0) -> dict:
   """experiments/run.py --flagfile=... on the recording; its report plus
-  the process's wall seconds."""
+  the process's wall seconds. threads=1: XLA's one-thread flags (its
+  default pool would start a thread per core whatever the affinity)."""
   os.makedirs(workdir, exist_ok=True)
   argv = [sys.executable, RUN_PY, f"--flagfile={flagfile}",
           f"--train_input={recording.input}",
@@ -209,6 +223,8 @@ def train_emu(recording: Recording, workdir: str, budget_s: float,
           f"--time_budget_s={budget_s:g}", "--overwrite", *extra_flags]
   env = dict(os.environ)
   env.pop("XLA_FLAGS", None)
+  if threads == 1:
+    env["XLA_FLAGS"] = ONE_THREAD
   wall = _run(argv, os.path.join(workdir, "run.log"), env)
   report = workdir_lib.read_json(workdir, workdir_lib.REPORT)
   return {"report": report, "wall_s": wall}

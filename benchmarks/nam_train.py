@@ -111,6 +111,7 @@ def _history_callback(pl, start):
         return
       esr = trainer.callback_metrics.get("ESR")
       self.rows.append({"epoch": int(trainer.current_epoch),
+                        "steps": int(trainer.global_step),
                         "elapsed_s": time.perf_counter() - start[0],
                         "val_esr": None if esr is None else float(esr)})
 
@@ -164,6 +165,7 @@ def train(args):
   info = {
       "preset": args.preset, "train_seconds": train_seconds,
       "epochs": int(trainer.current_epoch),
+      "steps": int(trainer.global_step),
       "parameters": int(sum(p.numel() for p in net.parameters())),
       "receptive_field": int(net.receptive_field),
       "history": history.rows, "threads": args.threads,

@@ -35,7 +35,6 @@ from benchmarks import capture  # pylint: disable=g-import-not-at-top
 from benchmarks import devices as devices_lib
 from benchmarks import nam_train
 from emu import cli
-from emu.train import parallel
 
 FLAGS = flags.FLAGS
 
@@ -71,8 +70,14 @@ def _define_flags():
                      "held-out part (0 = all; for quick checks).")
   flags.DEFINE_float("rtf_seconds", 10.0,
                      "Audio timed for each model's real-time factor.")
-  flags.DEFINE_integer("threads", None,
-                       "Cores for training, each side (default: all usable).")
+  flags.DEFINE_integer(
+      "threads", None,
+      "Cores for each side (default: all usable). Both run confined to the "
+      "first N usable cores, torch with N threads, XLA with its one-thread "
+      "flags when N = 1. On a shared, loaded machine 1 is faster for both: "
+      "at load 14 on 2 cores, NAM's LSTM made 50 steps in 60 s on 1 thread, "
+      "3 on 2 (its 6 s validation pass alone took 85 s), emu 154k against "
+      "95k samples/s.")
   flags.DEFINE_string("workdir", None,
                       "Folder for the runs (default: a new temporary one).")
   flags.DEFINE_string("out", None, "JSON of the results (default "
@@ -91,11 +96,11 @@ def _load() -> str:
   return "/".join(f"{v:.1f}" for v in os.getloadavg())
 
 
-def emu_row(rec, held, lag, folder) -> dict:
+def emu_row(rec, held, lag, folder, threads) -> dict:
   """Trains emu on the recording, predicts the held-out set, scores it."""
   started = _load()
   done = capture.train_emu(rec, os.path.join(folder, "emu"), FLAGS.budget_s,
-                           FLAGS.emu_flagfile, FLAGS.emu_flag)
+                           FLAGS.emu_flagfile, FLAGS.emu_flag, threads)
   ended = _load()
   report = done["report"]
   predicted = capture.predict_emu(os.path.join(folder, "emu"),
@@ -137,7 +142,7 @@ def bench_device(name, material, root, threads) -> list:
   print(f"{name}: {dev.description}; recorded {FLAGS.seconds:g} s at "
         f"{rec.sample_rate} Hz, latency {lag} samples (both sides "
         "compensate it alike)", flush=True)
-  rows = [emu_row(rec, held, lag, folder)]
+  rows = [emu_row(rec, held, lag, folder, threads)]
   print(table_line(name, rows[-1]), flush=True)
   if not FLAGS.skip_nam:
     for preset in FLAGS.nam_models:
@@ -171,6 +176,8 @@ def main(argv):
     if preset not in nam_train.PRESETS:
       raise ValueError(f"unknown NAM preset {preset!r}; choose from "
                        f"{', '.join(nam_train.PRESETS)}")
+  if FLAGS.threads is not None and FLAGS.threads < 1:
+    raise ValueError(f"--threads must be at least 1, got {FLAGS.threads}")
   if FLAGS.budget_s <= 0:
     raise ValueError(f"--budget_s must be positive, got {FLAGS.budget_s}")
   if not FLAGS.skip_nam:
@@ -185,7 +192,7 @@ def main(argv):
     keep = int(FLAGS.material_seconds * FLAGS.sample_rate)
     material = {k: v[:keep] for k, v in material.items()}
   root = FLAGS.workdir or tempfile.mkdtemp(prefix="capture_bench_")
-  threads = FLAGS.threads or parallel.usable_cores()
+  threads = capture.use_cores(FLAGS.threads)
   print(f"capture bench in {root}: budget {FLAGS.budget_s:g} s per model, "
         f"{threads} threads each, one model at a time; load {_load()}",
         flush=True)
