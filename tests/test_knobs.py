@@ -19,8 +19,10 @@ def test_knob_run_reports_error_per_unseen_setting(tmp_path):
   result = train.fit(cfg, str(tmp_path))
   dataset = result.dataset
   assert dataset.train.input.shape[1] == 2 and dataset.knobs == ("cutoff_hz",)
+  # Streaming speed at the run's block sizes, as the pipeline measures it.
   report = evaluate.evaluate(result.model, result.params, dataset,
-                             str(tmp_path), cfg=cfg)
+                             str(tmp_path), cfg=cfg,
+                             stream_blocks=cfg.stream_blocks)
   rows = report["val1"]["per_setting"]
   trained = {v for v, _ in data_lib.group_by_knobs(dataset.train)}
   assert len(rows) >= 2

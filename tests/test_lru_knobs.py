@@ -33,10 +33,6 @@ def _conditioned(name, **hparams):
   return svf.SVF(knob_hidden=4, **hparams)
 
 
-def _init(model, x, seed=0):
-  return model.init(jax.random.PRNGKey(seed), x[:, :8])
-
-
 def _randomise_film(params, seed):
   """Non-zero knob MLP outputs (they start at zero), of modest size."""
   rng = np.random.default_rng(seed)
@@ -58,9 +54,10 @@ def test_shapes_and_state(name, num_layers, channels):
   # Given a conditioned model and audio with one or two knobs,
   model = _conditioned(name, state_size=3, num_layers=num_layers, features=5)
   x = _knob_signal([30, 20], [0.2, 0.7], channels)
-  params = _init(model, x)
-  # when applied from the default state,
-  y, state = model.apply(params, x)
+  # when initialised and applied from the default state (traced, not
+  # compiled: shapes and dtypes are all this test reads),
+  params = jax.eval_shape(model.init, jax.random.PRNGKey(0), x[:, :8])
+  y, state = jax.eval_shape(model.apply, params, x)
   # then y is one channel, the state is initial_state's shape, and every
   # layer has a knob MLP fed by all the knob channels.
   assert y.shape == (1, 50, 1) and y.dtype == jnp.float32
@@ -76,78 +73,84 @@ def test_shapes_and_state(name, num_layers, channels):
   assert b.shape[0] == 1
 
 
-def test_registry_and_hyperparameters():
+def test_registry_and_hyperparameters(init):
   assert isinstance(emu.models.create("svf", state_size=2), svf.SVF)
   for name in ("lru", "svf"):
     names = emu.models.hyperparameters(name)
     assert "knob_hidden" in names and "knob_sweep_hz" in names
   with pytest.raises(ValueError, match="knob_sweep_hz"):
     model = svf.SVF(knob_sweep_hz=(20.,))
-    _init(model, _knob_signal([8], [0.]))
+    init(model, _knob_signal([8], [0.]))
   with pytest.raises(ValueError, match="knob_hidden"):
-    _init(lru.LRU(knob_hidden=-1), _knob_signal([8], [0.]))
+    init(lru.LRU(knob_hidden=-1), _knob_signal([8], [0.]))
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_lru_with_one_channel_is_unchanged(num_layers):
+def test_lru_with_one_channel_is_unchanged(num_layers, init):
   # Given audio alone (no knob channel),
   x = _knob_signal([200], [0.], channels=1)
   plain = lru.LRU(num_layers=num_layers, features=4)
   knobbed = lru.LRU(num_layers=num_layers, features=4, knob_hidden=8,
                     knob_sweep_hz=(20., 2000.))
-  # when both are initialised from one key and applied,
-  params = _init(plain, x, seed=3)
-  params_knobbed = _init(knobbed, x, seed=3)
+  # when both are initialised from one key and applied (in one compiled
+  # call),
+  params = init(plain, x, seed=3)
+  params_knobbed = init(knobbed, x, seed=3)
+  both = jax.jit(lambda p: (plain.apply(p, x)[0], knobbed.apply(p, x)[0]))
   # then the parameters and the output are identical: knob_hidden only
   # acts on knob channels.
   assert jax.tree.all(jax.tree.map(
       lambda a, b: bool(jnp.all(a == b)), params, params_knobbed))
-  np.testing.assert_array_equal(plain.apply(params, x)[0],
-                                knobbed.apply(params, x)[0])
+  np.testing.assert_array_equal(*both(params))
 
 
 def test_lru_knob_hidden_zero_keeps_knobs_as_inputs():
   # knob_hidden = 0 (the default) is today's lru: knobs enter B and D.
   x = _knob_signal([20], [0.5])
-  params = _init(lru.LRU(), x)
+  params = jax.eval_shape(lru.LRU().init, jax.random.PRNGKey(0), x[:, :8])
   assert params["params"]["layer_0"]["B_re"].shape == (2, 4)
   assert "film" not in params["params"]["layer_0"]
 
 
 @pytest.mark.parametrize("name", ["lru", "svf"])
-def test_fresh_knob_mlp_is_the_unconditioned_filter(name):
+def test_fresh_knob_mlp_is_the_unconditioned_filter(name, init, jitted):
   # Given a conditioned model as initialised (its knob MLP outputs zero),
   x = _knob_signal([100, 100], [0.1, 0.9])
   model = _conditioned(name, state_size=2)
-  params = _init(model, x)
+  params = init(model, x)
   # when its layer runs without the MLP on the audio alone,
   layer = params["params"]["layer_0"]
   plain_params = {"params": {"layer_0": {
       k: v for k, v in layer.items() if k != "film"}}}
   plain = (lru.LRU(state_size=2) if name == "lru" else
            svf.SVF(state_size=2, knob_hidden=0))
-  y_plain, _ = plain.apply(plain_params, x[..., :1])
+  y_plain, _ = jitted(plain)(plain_params, x[..., :1])
   # then both give the same output at every knob setting.
-  y, _ = model.apply(params, x)
+  y, _ = jitted(model)(params, x)
   np.testing.assert_allclose(y, y_plain, atol=1e-6)
+
+
+# Streaming blocks: up to 64 samples take the sequential backend, longer
+# ones (and the offline call) the default; each distinct size compiles once.
+STREAM_SIZES = [65, 1, 1, 65, 1, 65, 65]
+STREAM_SETTINGS = [0.0, 0.25, 0.25, 0.9, 0.5, 1.0, 0.3]
 
 
 @pytest.mark.parametrize("name", ["lru", "svf"])
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_streaming_with_knob_changes_equals_offline(name, num_layers):
+def test_streaming_with_knob_changes_equals_offline(name, num_layers, init,
+                                                    jitted):
   # Given a conditioned model whose knob MLP is not zero, and blocks of
-  # audio at changing knob settings (up to 64 samples take the
-  # sequential backend, longer blocks and the offline call the default),
+  # audio at changing knob settings (one-sample blocks, which take the
+  # sequential backend, and 65-sample ones, the default),
   model = _conditioned(name, num_layers=num_layers, features=3)
-  sizes = [64, 1, 37, 65, 300, 7, 64]
-  settings = [0.0, 0.25, 0.25, 0.9, 0.5, 1.0, 0.3]
-  x = _knob_signal(sizes, settings, seed=num_layers)
-  params = _randomise_film(_init(model, x, seed=num_layers), seed=7)
-  offline, final_state = jax.jit(model.apply)(params, x)
+  x = _knob_signal(STREAM_SIZES, STREAM_SETTINGS, seed=num_layers)
+  params = _randomise_film(init(model, x, seed=num_layers), seed=7)
+  offline, _ = jitted(model)(params, x)
   # when they are streamed block by block with the knob passed per block,
   streamer = stream.Streamer(model, params)
   blocks, start = [], 0
-  for size, setting in zip(sizes, settings):
+  for size, setting in zip(STREAM_SIZES, STREAM_SETTINGS):
     blocks.append(streamer.process(np.asarray(x[0, start:start + size, 0]),
                                    knobs=[setting]))
     start += size
@@ -158,37 +161,40 @@ def test_streaming_with_knob_changes_equals_offline(name, num_layers):
   np.testing.assert_allclose(streamed, offline, atol=2e-6 * scale)
   # And the knob matters: the same audio at one fixed setting differs.
   fixed = x.at[..., 1].set(0.5)
-  assert np.max(np.abs(model.apply(params, fixed)[0].ravel() - offline)) > (
+  assert np.max(np.abs(jitted(model)(params, fixed)[0].ravel() - offline)) > (
       1e-3 * scale)
 
 
 @pytest.mark.parametrize("name", ["lru", "svf"])
-def test_backends_agree_with_moving_knobs(name):
+def test_backends_agree_with_moving_knobs(name, init, jitted):
   x = _knob_signal([500, 700, 800], [0.1, 0.8, 0.4])
   outputs = []
   for backend in ("associative", "sequential"):
     model = _conditioned(name, state_size=2, backend=backend,
                          stream_max_len=0)
-    params = _randomise_film(_init(model, x), seed=1)
-    outputs.append(np.asarray(jax.jit(model.apply)(params, x)[0]))
+    params = _randomise_film(init(model, x), seed=1)
+    outputs.append(np.asarray(jitted(model)(params, x)[0]))
   scale = np.max(np.abs(outputs[0]))
   np.testing.assert_allclose(outputs[0], outputs[1], atol=2e-6 * scale)
 
 
-def test_svf_is_causal():
-  model = svf.SVF(num_layers=2, features=3)
-  x = _knob_signal([300, 300], [0.2, 0.6])
-  changed = x.at[:, 300:, 0].add(1.)
-  params = _randomise_film(_init(model, x), seed=2)
-  y = model.apply(params, x)[0]
-  y_changed = model.apply(params, changed)[0]
-  np.testing.assert_array_equal(y[:, :300], y_changed[:, :300])
-  assert np.any(y[:, 300:] != y_changed[:, 300:])
+def test_svf_is_causal(init, jitted):
+  # Given the streaming test's two-layer SVF (one compile for both) and a
+  # signal changed from sample 200 on,
+  model = _conditioned("svf", num_layers=2, features=3)
+  x = _knob_signal(STREAM_SIZES, STREAM_SETTINGS, seed=2)
+  changed = x.at[:, 200:, 0].add(1.)
+  params = _randomise_film(init(model, x), seed=2)
+  # when both are processed,
+  y = jitted(model)(params, x)[0]
+  y_changed = jitted(model)(params, changed)[0]
+  # then nothing before sample 200 differs.
+  np.testing.assert_array_equal(y[:, :200], y_changed[:, :200])
+  assert np.any(y[:, 200:] != y_changed[:, 200:])
 
 
-def _hpf_svf_params(model, x):
+def _hpf_svf_params(params):
   """An SVF whose cutoff follows the knob over 20 Hz-2 kHz, exactly."""
-  params = _init(model, x)
   layer = params["params"]["layer_0"]
   layer["g_log"] = jnp.full((1,), math.log(math.tan(math.pi * 20 / SR)))
   layer["damping_log"] = jnp.full((1,), 0.5 * math.log(2.))
@@ -201,13 +207,13 @@ def _hpf_svf_params(model, x):
   return params
 
 
-def test_svf_reproduces_the_knob_highpass():
+def test_svf_reproduces_the_knob_highpass(init, jitted):
   # Given an SVF set by hand to log g = log tan(pi 20 / fs) + ln(100) k,
   model = svf.SVF(knob_hidden=2)
   x = _knob_signal([3000] * 5, [0.0, 0.8, 0.3, 1.0, 0.5])
-  params = _hpf_svf_params(model, x)
+  params = _hpf_svf_params(init(model, x))
   # when it runs over a signal whose knob jumps,
-  y = np.asarray(model.apply(params, x)[0]).ravel()
+  y = np.asarray(jitted(model)(params, x)[0]).ravel()
   # then it is emu.effects' knob high-pass with that cutoff, transients
   # at the jumps included.
   knob = np.asarray(x[0, :, 1], np.float64)
@@ -218,11 +224,11 @@ def test_svf_reproduces_the_knob_highpass():
 
 
 @pytest.mark.parametrize("name", ["lru", "svf"])
-def test_frequency_response_at_a_held_knob(name):
+def test_frequency_response_at_a_held_knob(name, init, jitted):
   # Given a one-layer conditioned model with a non-zero knob MLP,
   model = _conditioned(name, state_size=2)
   impulse = jnp.zeros((1, 8192, 2)).at[0, 0, 0].set(1.).at[0, :, 1].set(0.4)
-  params = _randomise_film(_init(model, impulse, seed=4), seed=5)
+  params = _randomise_film(init(model, impulse, seed=4), seed=5)
   # Poles that decay well within the FFT.
   if name == "lru":
     params["params"]["layer_0"]["nu_log"] = jnp.log(
@@ -232,7 +238,7 @@ def test_frequency_response_at_a_held_knob(name):
         jnp.tan(jnp.pi * jnp.array([300., 2000.]) / SR))
   # when its analytic response at knob 0.4 meets the FFT of its impulse
   # response with the knob held at 0.4,
-  y = np.asarray(model.apply(params, impulse)[0][0, :, 0], np.float64)
+  y = np.asarray(jitted(model)(params, impulse)[0][0, :, 0], np.float64)
   freqs = np.fft.rfftfreq(8192, 1 / SR)
   measured = np.fft.rfft(y)
   analytic = model.frequency_response(params, freqs, knobs=[0.4])
@@ -244,9 +250,9 @@ def test_frequency_response_at_a_held_knob(name):
     model.frequency_response(params, freqs)
 
 
-def test_svf_frequency_response_is_the_cookbook_highpass():
+def test_svf_frequency_response_is_the_cookbook_highpass(init):
   model = svf.SVF(knob_hidden=2)
-  params = _hpf_svf_params(model, _knob_signal([8], [0.]))
+  params = _hpf_svf_params(init(model, _knob_signal([8], [0.])))
   freqs = np.geomspace(10, 20000, 50)
   for u in (0., 0.37, 1.):
     cutoff = math.atan(math.tan(math.pi * 20 / SR) * 100.**u) * SR / math.pi
@@ -256,9 +262,8 @@ def test_svf_frequency_response_is_the_cookbook_highpass():
         effects.frequency_response(b, a, freqs, SR), atol=1e-5)
 
 
-def _fit(model, x, target, steps, learning_rate):
-  """Full-batch Adam on ESR; returns the final ESR."""
-  params = model.init(jax.random.PRNGKey(0), x[:, :8])
+def _fit(params, model, x, target, steps, learning_rate):
+  """Full-batch Adam on ESR from `params`; returns the final ESR."""
   optimizer = optax.adam(optax.exponential_decay(
       learning_rate, steps, 0.05))
   opt_state = optimizer.init(params)
@@ -269,16 +274,18 @@ def _fit(model, x, target, steps, learning_rate):
 
   @jax.jit
   def step(params, opt_state):
-    grads = jax.grad(esr)(params)
+    loss, grads = jax.value_and_grad(esr)(params)
     updates, opt_state = optimizer.update(grads, opt_state)
-    return optax.apply_updates(params, updates), opt_state
+    return optax.apply_updates(params, updates), opt_state, loss
 
   for _ in range(steps):
-    params, opt_state = step(params, opt_state)
-  return float(esr(params))
+    params, opt_state, _ = step(params, opt_state)
+  # The ESR of the final parameters, from the compiled step (its update is
+  # dropped): no second compile of the model for one evaluation.
+  return float(step(params, opt_state)[2])
 
 
-def test_fits_a_knob_highpass_that_one_filter_cannot():
+def test_fits_a_knob_highpass_that_one_filter_cannot(init):
   # Given 0.2 s of noise at each of three cutoffs (knob 0, 0.5, 1 of a
   # 50 Hz-2 kHz log knob), the knob turned between them while playing,
   sizes, settings = [8820] * 3, [0., 1., 0.5]
@@ -288,11 +295,12 @@ def test_fits_a_knob_highpass_that_one_filter_cannot():
                                  50. * 40.**knob, SR)[None, :, None]
   # when a conditioned SVF and the same SVF without knobs (one fixed
   # filter: knob_hidden = 0 makes the knob a signal) train alike,
-  conditioned = _fit(svf.SVF(skip=True, knob_hidden=4,
-                             knob_sweep_hz=(20., 2000.)),
-                     x, target, steps=1000, learning_rate=0.1)
-  fixed = _fit(svf.SVF(skip=True, knob_hidden=0), x, target, steps=1000,
-               learning_rate=0.1)
+  esrs = []
+  for model in (svf.SVF(skip=True, knob_hidden=4, knob_sweep_hz=(20., 2000.)),
+                svf.SVF(skip=True, knob_hidden=0)):
+    esrs.append(_fit(init(model, x), model, x, target, steps=1000,
+                     learning_rate=0.1))
+  conditioned, fixed = esrs
   # then the conditioned model fits (5e-5 when written), and no single
   # filter can (6e-2).
   assert conditioned < 3e-4

@@ -1,0 +1,48 @@
+"""Fixtures shared by the model tests: parameters and compiled applies.
+
+XLA compilation dominates these tests, and every distinct model, input
+shape or static argument compiles again; running a model op by op
+(un-jitted) compiles each of its operations instead, which is slower still.
+So tests get a model's apply through `jitted` (one jax.jit per distinct
+model, hence one compile per model and shape in the session, whichever
+test asks first) and its parameters through `init`.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_apply(model):
+  return jax.jit(model.apply)
+
+
+@functools.lru_cache(maxsize=None)
+def _parameters(model, shape, seed):
+  # lazy_init runs only what the parameters need (not the forward pass) and
+  # gives the same values as model.init.
+  return model.lazy_init(jax.random.PRNGKey(seed),
+                         jax.ShapeDtypeStruct(shape, jnp.float32))
+
+
+@pytest.fixture(scope="session")
+def jitted():
+  """jitted(model) -> jax.jit(model.apply), the same function for equal
+  models (flax modules compare by their fields)."""
+  return _jitted_apply
+
+
+@pytest.fixture(scope="session")
+def init():
+  """init(model, x, seed=0) -> model.init(PRNGKey(seed), x[:, :8]), once
+  per model, shape and seed in the session. Each call returns fresh dicts
+  (over the same arrays), so a test may set entries of its copy."""
+
+  def init_params(model, x, seed=0):
+    params = _parameters(model, tuple(x[:, :8].shape), seed)
+    return jax.tree.map(lambda a: a, params)
+
+  return init_params
