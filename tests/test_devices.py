@@ -124,7 +124,7 @@ def test_given_a_tiny_budget_when_the_bench_runs_emu_then_a_scored_row(
     tmp_path):
   done = _bench(tmp_path, "--skip_nam", "--budget_s=2",
                 "--devices=emu_compressor", "--material_seconds=1",
-                "--rtf_seconds=1", *_TINY)
+                "--rtf_seconds=1", "--threads=1", *_TINY)
   assert done.returncode == 0, done.stderr[-3000:]
   result = json.loads((tmp_path / "capture_bench.json").read_text())
   (row,) = result["rows"]
@@ -132,6 +132,7 @@ def test_given_a_tiny_budget_when_the_bench_runs_emu_then_a_scored_row(
   assert set(row["groups"]) == {"voice", "music", "test_end"}
   assert all(np.isfinite(v) for v in row["groups"].values())
   assert row["rtf"] > 0 and row["parameters"] > 0
+  assert result["threads"] == 1
   assert "| emu_compressor | emu wavenet |" in done.stdout
 
 
@@ -151,7 +152,7 @@ def test_given_nams_venv_when_the_bench_runs_then_nam_is_scored_too(
     tmp_path):
   done = _bench(tmp_path, "--budget_s=2", "--devices=emu_compressor",
                 "--nam_models=lstm_nano", "--material_seconds=1",
-                "--rtf_seconds=1", *_TINY)
+                "--rtf_seconds=1", "--threads=1", *_TINY)
   assert done.returncode == 0, done.stderr[-3000:]
   rows = json.loads((tmp_path / "capture_bench.json").read_text())["rows"]
   assert [r["model"] for r in rows] == ["emu wavenet", "NAM lstm_nano"]
