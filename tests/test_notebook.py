@@ -100,22 +100,39 @@ def test_streaming_equals_the_offline_output(executed):
   assert _number(text, r"streaming vs offline, max \|difference\|: ") < 1e-5
 
 
-def test_the_exported_file_parses_and_reads_back(executed):
-  _, text, cwd = executed
-  match = re.search(r"exported: (\S+) \((\d+) bytes\)", text)
+def _exported(text, fmt, cwd):
+  match = re.search(fmt + r" exported: (\S+) \((\d+) bytes\)", text)
   assert match, text
   path = pathlib.Path(match.group(1))
   assert path.is_file() and cwd in path.parents
   assert path.stat().st_size == int(match.group(2))
-  d = json.loads(path.read_text())
+  return json.loads(path.read_text())
+
+
+def test_the_default_skip_model_exports_to_nam_with_the_skip_folded(executed):
+  _, text, cwd = executed
+  d = _exported(text, "nam", cwd)
+  assert d["architecture"] == "LSTM"
+  # The dry-input skip becomes one more unit: 8 trained + 1 carrier.
+  assert d["config"]["hidden_size"] == 9
+  assert d["sample_rate"] == 44100
+  assert _number(
+      text, r"nam file read back at 44100 Hz vs the trained model, "
+      r"max \|difference\|: ") < 1e-6
+
+
+def test_the_guitarml_file_parses_and_reads_back(executed):
+  _, text, cwd = executed
+  d = _exported(text, "guitarml", cwd)
   assert d["model_data"]["hidden_size"] == 8
   assert d["model_data"]["unit_type"] == "LSTM"
   assert d["model_data"]["skip"] == 1
   assert d["emu"]["sample_rate"] == 44100
   # PyTorch layout: weight_hh is [4H, H], 4H = 32 rows for H = 8.
   assert len(d["state_dict"]["rec.weight_hh_l0"]) == 32
-  assert _number(text, r"vs the trained model, max \|difference\|: ") < 1e-6
-  assert "nam refuses this model" in text
+  assert _number(
+      text, r"guitarml file read back at 44100 Hz vs the trained model, "
+      r"max \|difference\|: ") < 1e-6
 
 
 def test_the_plots_and_players_are_shown(executed):
