@@ -50,6 +50,8 @@ MODEL_FLAGS = {
                       "LOW (knob 0) to HIGH (knob 1), log (lru, svf)."),
     "backend": (("associative", "sequential"),
                 "Recurrence backend for long calls (lru, svf)."),
+    "data_init": ("bool", "Start from a least-squares fit of the training "
+                  "pair instead of the random start (one-layer lru, svf)."),
 }
 
 # Errors that are the user's to fix: their message is the whole answer.

@@ -9,6 +9,7 @@ against the true filter.
 
   python experiments/ssm_fit_check.py                  # all four effects
   python experiments/ssm_fit_check.py --effects=hpf440 --state_size=2
+  python experiments/ssm_fit_check.py --data_init --lr=1e-5 --steps=2000
 
 Targets (ISSUE): hpf440 ESR <= 1e-6, >= 99% of samples within 2^-15,
 |dB| <= 0.1 over 20 Hz - 20 kHz, < 5 min CPU; the others ESR <= 1e-5.
@@ -49,6 +50,7 @@ from emu import cli
 from emu import data
 from emu import effects
 from emu import metrics
+from emu.models import ssm_init
 from emu.models.lru import LRU
 
 FLAGS = flags.FLAGS
@@ -88,6 +90,9 @@ def _define_flags():
   flags.DEFINE_float("time_budget", 280., "Stop after this many seconds.")
   flags.DEFINE_integer("log_every", 0, "Print the loss every N steps.")
   flags.DEFINE_integer("seed", 0, "Initialisation seed.")
+  flags.DEFINE_bool("data_init", False,
+                    "Start from the least-squares fit of the training pair "
+                    "(emu.models.ssm_init) instead of the random start.")
 
 
 def settings() -> types.SimpleNamespace:
@@ -170,8 +175,9 @@ def make_optimizer(args, steps):
        "rest": optax.adam(schedule(args.lr))}, labels)
 
 
-def init_model(args, x, seed):
-  """(LRU, its initial parameters, C scaled by --c_init_scale)."""
+def init_model(args, x, seed, t=None):
+  """(LRU, its initial parameters, C scaled by --c_init_scale; with
+  --data_init, fitted to the training pair (x, t) instead)."""
   model = LRU(state_size=args.state_size, backend=args.backend,
               normalize=not args.no_normalize, r_min=args.r_min,
               r_max=args.r_max)
@@ -180,6 +186,9 @@ def init_model(args, x, seed):
     layer = params["params"]["layer_0"]
     for name in ("C_re", "C_im"):
       layer[name] = layer[name] * args.c_init_scale
+  if args.data_init:
+    params = ssm_init.with_fitted_layer(params, ssm_init.fit_lru(
+        model, np.asarray(x)[0, :, 0], np.asarray(t)[0, :, 0]))
   return model, params
 
 
@@ -242,7 +251,7 @@ def fit(effect, train_x, val_x, args, seed=0):
   train_t, val_t = train_t.astype(np.float32), val_t.astype(np.float32)
   x = jnp.asarray(train_x)[None, :, None]
   t = jnp.asarray(train_t)[None, :, None]
-  model, params = init_model(args, x, seed)
+  model, params = init_model(args, x, seed, t)
   optimizer = make_optimizer(args, args.steps)
   step = make_step(model, optimizer, x, t, args)
   params, steps, compile_s, train_s = train_loop(

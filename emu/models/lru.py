@@ -202,10 +202,16 @@ class LRU(ssm.Stack):
       knob sweeps every pole from `low` (knob 0) to `high` (knob 1), log
       (see emu.models.svf.SVF, where it matters more).
     backend: 'associative' by default (emu.models.scan's parallel scan).
+    data_init: start training from a least-squares fit of the training
+      pair (emu.models.ssm_init: the poles by equation error, then the
+      residues and D by output error), not from the random start; a
+      one-layer model without knobs only. `init` alone ignores it (it sees
+      no data): the trainer applies it (ssm_init.wrap_initializer).
   """
   state_size: int = 4
   knob_hidden: int = 0
   backend: str = "associative"
+  data_init: bool = False
   r_min: float = 0.9
   r_max: float = 0.99999
   normalize: bool = True

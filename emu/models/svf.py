@@ -194,7 +194,13 @@ class SVF(ssm.Stack):
     backend: 'sequential' by default (lax.scan; the faster on a CPU, and
       quick to compile), or 'associative' (lax.associative_scan over 2x2
       affine maps).
+    data_init: start training from least-squares fits of the training
+      pair (emu.models.svf_init: a biquad per knob setting, written as
+      the SVF, and the knob MLP fitted across the settings); one layer,
+      one section. `init` alone ignores it (it sees no data): the
+      trainer applies it (ssm_init.wrap_initializer).
   """
+  data_init: bool = False
 
   def initial_state(self, batch):
     """One float32 [batch, state_size, 2] zero state per layer."""

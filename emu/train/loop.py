@@ -35,6 +35,7 @@ from emu import workdir as workdir_lib
 from emu.train import batches
 from emu.train import parallel
 from emu.train import step as step_lib
+from emu.models import ssm_init
 from emu.train.stopping import EarlyStopping  # pylint: disable=g-importing-member
 
 
@@ -185,7 +186,8 @@ def _prepare(cfg, workdir, overwrite, dataset) -> _Plan:
         f"batch_size {cfg.batch_size} does not split over {mesh.size} "
         f"devices; use a multiple of {mesh.size}")
   step = step_lib.make_train_step(model, tx, loss_fn, cfg)
-  init_state = _state_initializer(cfg, model, tx, channels)
+  init_state = ssm_init.wrap_initializer(
+      _state_initializer(cfg, model, tx, channels), model, dataset.train)
   if cfg.ensemble == 1:
     to_full = lambda params: params
     predict = stream.make_predict(full_model)

@@ -1,0 +1,264 @@
+"""A one-layer lru started from a least-squares fit of the training pair
+(and the trainer's hook, `wrap_initializer`, for it and emu.models.svf_init).
+
+Gradient descent on a recursive filter's output error is not convex: from
+some starts the one-mode lru of experiments/ssm.flags let its pole angle
+fall to about 0 in the first epochs (a real pole, a first-order filter),
+where the loss is nearly flat in the angle, and was still there when the
+learning rate had decayed (val1 ESR ~1e-5 where the other seeds reached
+1e-12). Fitting a filter to input/output data has a convex first step,
+which this module takes before training (`LRU(data_init=True)`):
+
+1. Equation error (`equation_error_fit`): the recursion t[n] = sum_k
+   b_k x[n-k] - sum_k a_k t[n-k] by linear least squares on the training
+   pair, of the lowest order up to 2N that fits as well as 2N does
+   (`fit_denominator`), whose denominator's roots are the N modes' poles
+   (`modes_from_poles`: one mode per complex pair, or per real root;
+   unstable roots reflected inside the unit circle).
+2. Output error given the poles (`fit_residues`): the output is linear in
+   each mode's complex residue and in D, so a second least squares gives
+   the residues and D that make the model's own output closest to the
+   target for those poles.
+
+The result is written in the model's own parameters (nu_log, theta_log,
+B, C, D, `lru_params`), so training starts there and only polishes; on
+the thesis HPF-440 task the start alone is at val1 ESR 1.1e-10
+(benchmarks/README.md). The fit reads the training pair alone, never the
+effect's coefficients.
+
+The trainer calls it through `wrap_initializer` (emu.train.loop), which
+leaves every other model's initialisation alone.
+"""
+
+import math
+import time
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.signal
+
+# The least |lambda| distance from 1 (emu.models.lru.NU_MIN) a pole keeps,
+# and the smallest angle a real root's mode gets (a mode's angle is
+# exp(theta_log) > 0): 1e-4 rad, 0.7 Hz at 44.1 kHz.
+_NU_FLOOR = 2e-6
+_THETA_FLOOR = 1e-4
+
+
+def equation_error_fit(x, t, order):
+  """(b [order + 1], a [order + 1] with a[0] = 1, residual energy) of the
+  least-squares fit t[n] + sum_k a_k t[n-k] = sum_k b_k x[n-k], float64.
+
+  x, t: [time] arrays, or lists of such runs (one per stretch of constant
+  knob settings: no equation spans two runs).
+  """
+  if np.ndim(x[0]) == 0:
+    x, t = [x], [t]
+  blocks, rhs = [], []
+  for x_run, t_run in zip(x, t):
+    x_run = np.asarray(x_run, np.float64)
+    t_run = np.asarray(t_run, np.float64)
+    n = len(t_run)
+    if n <= order:
+      continue
+    columns = [x_run[order - k:n - k] for k in range(order + 1)]
+    columns += [-t_run[order - k:n - k] for k in range(1, order + 1)]
+    blocks.append(np.stack(columns, axis=1))
+    rhs.append(t_run[order:])
+  rows = sum(len(r) for r in rhs)
+  if rows <= 4 * order + 1:
+    raise ValueError(f"data_init needs more than {4 * order + 1} training "
+                     f"equations, got {rows}")
+  solution, residual = _lstsq(np.concatenate(blocks), np.concatenate(rhs))
+  b = solution[:order + 1]
+  a = np.concatenate([[1.], solution[order + 1:]])
+  return b, a, residual
+
+
+def fit_denominator(x, t, max_order):
+  """The denominator (a, a[0] = 1) of the lowest equation-error order up
+  to `max_order` whose residual is within 1% of the highest order's, or
+  within 1e-12 of the target's energy (float32 rounding, which more
+  coefficients fit a little better): a biquad's pair of poles, not a
+  fourth-order fit's two near-cancelling extra ones."""
+  fits = [equation_error_fit(x, t, order)
+          for order in range(1, max_order + 1)]
+  energy = float(np.sum(np.square(np.asarray(t, np.float64))))
+  tolerance = 1.01 * fits[-1][2] + 1e-12 * energy
+  return next(a for _, a, residual in fits if residual <= tolerance)
+
+
+def _lstsq(matrix, rhs):
+  """(least-squares solution, residual energy), columns scaled to unit
+  norm first (audio and its filtered copies differ in level)."""
+  scale = np.linalg.norm(matrix, axis=0)
+  scale[scale == 0] = 1.
+  solution = np.linalg.lstsq(matrix / scale, rhs, rcond=None)[0]
+  residual = float(np.sum((matrix / scale @ solution - rhs)**2))
+  return solution / scale, residual
+
+
+def modes_from_poles(poles, count):
+  """`count` complex mode poles (Im >= 0) from a real polynomial's roots.
+
+  Each complex pair gives one mode (its upper root) and each real root one
+  mode of angle _THETA_FLOOR; roots outside the unit circle are reflected
+  in it. Beyond `count`, the poles nearest the unit circle are kept;
+  short of it, the rest get radius 0.99 and angles log-spaced from 3e-3
+  to 2.8 rad (20 Hz to 20 kHz at 44.1 kHz).
+  """
+  modes = []
+  for p in np.asarray(poles, np.complex128):
+    if abs(p) > 1:
+      p = 1 / np.conj(p)
+    if p.imag < -1e-9 * max(abs(p), 1e-30):
+      continue  # the conjugate of an upper root
+    radius = min(abs(p), math.exp(-_NU_FLOOR))
+    angle = max(abs(np.angle(p)), _THETA_FLOOR)
+    modes.append(radius * np.exp(1j * angle))
+  modes.sort(key=lambda p: -abs(p))
+  modes = modes[:count]
+  spare = count - len(modes)
+  if spare:
+    angles = np.geomspace(3e-3, 2.8, spare)
+    modes += list(0.99 * np.exp(1j * angles))
+  return np.asarray(modes, np.complex128)
+
+
+def fit_residues(x, t, lam):
+  """(residues [N] complex, D) minimising |D x + sum Re(r_k s_k) - t|^2,
+  s_k = x filtered by 1 / (1 - lam_k z^-1): the lru's output for poles
+  `lam`, with the residue r = gamma B C. A mode standing for a real root
+  (angle _THETA_FLOOR) gets a real residue, so that it stays a real pole
+  instead of its nearly collinear imaginary part taking a huge weight."""
+  x = np.asarray(x, np.float64)
+  columns, where = [x], []
+  for pole in lam:
+    s = scipy.signal.lfilter([1.], [1., -pole], x.astype(np.complex128))
+    where.append((len(columns), None))
+    columns.append(s.real)
+    if np.angle(pole) > 1.5 * _THETA_FLOOR:
+      where[-1] = (where[-1][0], len(columns))
+      columns.append(-s.imag)
+  solution, _ = _lstsq(np.stack(columns, axis=1),
+                       np.asarray(t, np.float64))
+  residues = np.array([solution[re] + 1j * (0. if im is None else
+                                            solution[im])
+                       for re, im in where])
+  return residues, solution[0]
+
+
+def lru_params(lam, residues, d, normalize=True):
+  """layer_0's lru parameters for poles `lam` [N], residues [N] (gamma B
+  C) and D: {name: float32 array} of the lru's shapes for one input and
+  one output. C is real and B carries the residue's angle; both have
+  sqrt(|B C|)."""
+  lam = np.asarray(lam, np.complex128)
+  from emu.models import lru  # pylint: disable=g-import-not-at-top
+  nu = np.maximum(-np.log(np.abs(lam)) - lru.NU_MIN, 1e-30)
+  theta = np.maximum(np.angle(lam), _THETA_FLOOR)
+  gamma = np.sqrt(-np.expm1(-2 * nu)) if normalize else np.ones_like(nu)
+  product = np.asarray(residues, np.complex128) / gamma
+  c = np.sqrt(np.abs(product))
+  b = np.where(c > 0, product / np.where(c > 0, c, 1.), 0.)
+  f32 = lambda v: np.asarray(v, np.float32)
+  return {"nu_log": f32(np.log(nu)), "theta_log": f32(np.log(theta)),
+          "B_re": f32(b.real[None]), "B_im": f32(b.imag[None]),
+          "C_re": f32(c[:, None]), "C_im": f32(np.zeros_like(c)[:, None]),
+          "D": f32([[d]])}
+
+
+def fit_lru(model, x, t):
+  """layer_0's parameters of a one-layer lru fitted to (x, t).
+
+  Args:
+    model: an emu.models.lru.LRU with num_layers == 1.
+    x: [time] or [time, 1] training input; t: [time] target.
+
+  Returns {name: float32 array}, as `lru_params`.
+
+  Raises ValueError for a model or data it cannot fit: several layers, or
+  knob channels (a time-varying filter).
+  """
+  x = np.asarray(x, np.float64)
+  if x.ndim == 2:
+    if x.shape[1] != 1:
+      raise ValueError("data_init fits a time-invariant filter; the input "
+                       f"has {x.shape[1]} channels (knobs)")
+    x = x[:, 0]
+  if model.num_layers != 1:
+    raise ValueError("data_init needs a linear lru (num_layers == 1), got "
+                     f"num_layers={model.num_layers}")
+  t = np.asarray(t, np.float64).reshape(-1)
+  if model.skip:
+    t = t - x  # the skip adds the input; the layer fits the rest
+  a = fit_denominator(x, t, 2 * model.state_size)
+  lam = modes_from_poles(np.roots(a), model.state_size)
+  residues, d = fit_residues(x, t, lam)
+  return lru_params(lam, residues, d, model.normalize)
+
+
+def fit_layer(model, layer, x, t):
+  """layer_0's parameters of a one-layer lru or svf fitted to the
+  training pair (x, t): `fit_lru` or emu.models.svf_init.fit_svf.
+
+  layer: the model's initial layer_0 parameters (one member's).
+  """
+  from emu.models import svf  # pylint: disable=g-import-not-at-top
+  from emu.models import svf_init  # pylint: disable=g-import-not-at-top
+  if isinstance(model, svf.SVF):
+    return svf_init.fit_svf(model, x, t, layer)
+  return fit_lru(model, x, t)
+
+
+def with_fitted_layer(params, fitted):
+  """params with layer_0's leaves replaced by `fitted` (nested like them;
+  leaves it lacks kept), broadcast over any leading axes, e.g. an
+  ensemble's members."""
+
+  def merge(tree, new, where):
+    tree = dict(tree)
+    for name, value in new.items():
+      if isinstance(value, dict):
+        tree[name] = merge(tree[name], value, f"{where}/{name}")
+        continue
+      shape = np.shape(tree[name])
+      if shape[len(shape) - np.ndim(value):] != np.shape(value):
+        raise ValueError(f"data_init: {where}/{name} has shape {shape}, "
+                         f"the fit {np.shape(value)}")
+      tree[name] = jnp.broadcast_to(jnp.asarray(value), shape)
+    return tree
+
+  inner = dict(params["params"],
+               layer_0=merge(params["params"]["layer_0"], fitted, "layer_0"))
+  return dict(params, params=inner)
+
+
+def wrap_initializer(init_state, model, train):
+  """The trainer's `init_state` (() -> TrainState), with a model that has
+  `data_init` set (an lru or svf) started from `fit_layer` of the training
+  pair `train` (an emu.data.Pair); `init_state` itself for any other model.
+
+  The fit runs once, on the first call; an ensemble's members all start
+  from it. Adam's state starts at zero whatever the parameters, so only
+  the parameters change.
+  """
+  if not getattr(model, "data_init", False):
+    return init_state
+  cache = {}
+
+  def initialize():
+    state = init_state()
+    params = jax.device_get(state.params)
+    if "fitted" not in cache:
+      layer = params["params"]["layer_0"]
+      if np.ndim(layer["D"]) == 3:  # [members, d_in, d_out]: an ensemble
+        layer = jax.tree.map(lambda v: v[0], layer)
+      start = time.perf_counter()
+      cache["fitted"] = fit_layer(model, layer, train.input, train.target)
+      logging.info("data_init: least-squares start in %.1f s",
+                   time.perf_counter() - start)
+    return state.replace(params=with_fitted_layer(params, cache["fitted"]))
+
+  return initialize
