@@ -101,6 +101,11 @@ class Config:
       0.0, "Scale each training segment's input and target by a random gain "
       "in +-gain_db dB (seq2seq). Linear effects only: a nonlinear effect "
       "of g*x is not g times its output.")
+  gain_low_db: float = _field(
+      0.0, "The lowest random gain in dB (<= 0) when quiet levels should "
+      "reach further down than -gain_db: the gain is then uniform in dB in "
+      "[gain_low_db, +gain_db], e.g. -60 with gain_db=24 (seq2seq, linear "
+      "effects). 0: -gain_db.")
   loss: Mapping[str, float] = _field(
       lambda: {"esr": 1.0}, "Weighted losses, e.g. "
       "'mse=1,esr_pre=1,mrstft=2e-4' (emu.losses.LOSSES).", cli="weights")
@@ -138,11 +143,18 @@ class Config:
                  "windows_per_epoch", "sample_rate"):
       if getattr(self, name) <= 0:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    if not self.learning_rate >= 0:  # a negative rate climbs the loss
+      raise ValueError(
+          f"learning_rate must be >= 0, got {self.learning_rate} "
+          "(--learning_rate=5e-3 is the default)")
     for name in ("warmup", "tbptt", "patience", "time_budget_s", "gain_db",
                  "checkpoint_every_s",
                  "train_seconds", "grad_clip", "min_delta"):
       if getattr(self, name) < 0:
         raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+    if self.gain_low_db > 0:
+      raise ValueError(f"gain_low_db must be <= 0 (a cut), got "
+                       f"{self.gain_low_db}")
     if self.mode == "seq2seq" and self.warmup >= self.segment_length:
       raise ValueError(
           f"warmup ({self.warmup}) must be shorter than segment_length "
@@ -161,6 +173,11 @@ class Config:
     object.__setattr__(self, "loss", dict(self.loss))
     object.__setattr__(self, "val2_files", tuple(self.val2_files))
     object.__setattr__(self, "stream_blocks", tuple(self.stream_blocks))
+
+  @property
+  def gain_range_db(self) -> tuple:
+    """(lowest, highest) training-segment gain in dB; (0, 0): no gain."""
+    return (self.gain_low_db or -self.gain_db, self.gain_db)
 
   def to_json(self):
     """A JSON string that `from_json` turns back into an equal Config."""

@@ -9,6 +9,10 @@ Batch reduction: the energy ratios (`esr`, `esr_pre`, the spectral
 convergence inside `mrstft`) sum over the whole batch before dividing, as in
 Wright et al. This is the energy-weighted mean of per-example ratios, so a
 near-silent segment cannot blow the loss up the way a per-example mean would.
+The one exception is `esr_level`, the level-balanced ESR: the mean of
+per-sequence ratios, each sequence's energy floored at `LEVEL_FLOOR` of
+the batch's mean, so quiet segments weigh as much as loud ones down to
+that floor (for training at random levels, `gain_low_db`).
 
 `combined({'mse': 1.0, 'esr_pre': 1.0, 'mrstft': 2e-4})` builds the weighted
 sum a config asks for.
@@ -63,6 +67,29 @@ def esr(y: jnp.ndarray, t: jnp.ndarray, eps: float = 1e-10) -> jnp.ndarray:
   """
   _check_pair(y, t)
   return jnp.sum(jnp.square(t - y)) / (jnp.sum(jnp.square(t)) + eps)
+
+
+# esr_level's floor on a sequence's energy, relative to the batch's mean
+# sequence energy: 1e-8 is -80 dB, below the quietest training gain
+# (gain_low_db >= -60 dB in the recipes) and above float32 round-off.
+LEVEL_FLOOR = 1e-8
+
+
+def esr_level(y: jnp.ndarray, t: jnp.ndarray, eps: float = 1e-10
+              ) -> jnp.ndarray:
+  """Level-balanced ESR: the mean over sequences of sum (t - y)^2 /
+  (sum t^2 + LEVEL_FLOOR * mean energy + eps).
+
+  A segment at -60 dB counts as much as one at 0 dB (`esr` weighs it 1e-6
+  as much), so a model trained at random levels learns quiet passages too;
+  a silent segment counts against the floor and cannot blow the loss up.
+  Equal to `esr` for a batch of one sequence (up to the floor).
+  """
+  _check_pair(y, t)
+  y, t = _time_major(y), _time_major(t)
+  energy = jnp.sum(jnp.square(t), axis=1)
+  floor = LEVEL_FLOOR * jnp.mean(energy) + eps
+  return jnp.mean(jnp.sum(jnp.square(t - y), axis=1) / (energy + floor))
 
 
 def pre_emphasis(x: jnp.ndarray, coefficient: float = 0.85) -> jnp.ndarray:
@@ -177,6 +204,7 @@ def _mrstft(y, t, sizes, hop_ratio, window, eps):
 LOSSES: dict[str, Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]] = {
     "mse": mse,
     "esr": esr,
+    "esr_level": esr_level,
     "esr_pre": esr_pre,
     "dc": dc,
     "mrstft": mrstft,

@@ -117,7 +117,8 @@ def test_combined_weights_add_up_under_jit():
   # Given every loss, when combined and jitted, then each part equals the
   # eager loss and the total is the weighted sum.
   t, y = _noise((2, 512, 1), 14), _noise((2, 512, 1), 15)
-  weights = {"mse": 1.0, "esr": 0.3, "esr_pre": 0.5, "dc": 2.0, "mrstft": 2e-4}
+  weights = {"mse": 1.0, "esr": 0.3, "esr_level": 0.7, "esr_pre": 0.5, "dc": 2.0,
+             "mrstft": 2e-4}
   assert set(weights) == set(losses.LOSSES)
   total, parts = jax.jit(losses.combined(weights))(y, t)
   assert set(parts) == set(weights)
@@ -133,3 +134,40 @@ def test_combined_unknown_name_lists_valid_names():
     losses.combined({"mse": 1.0, "esrpre": 1.0})
   with pytest.raises(ValueError, match="valid names"):
     losses.combined({})
+
+
+def test_esr_level_weighs_a_quiet_segment_as_much_as_a_loud_one():
+  # Given two segments at 0 dB and -60 dB, each with 10% amplitude error,
+  rng = np.random.default_rng(0)
+  t = rng.normal(size=(2, 500)).astype(np.float32)
+  t[1] *= 1e-3
+  y = 0.9 * t
+  # then the level-balanced ESR is each segment's 0.01 (the quiet one's
+  # energy floored at LEVEL_FLOOR of the mean: 0.5% less);
+  energy = np.sum(t.astype(np.float64)**2, axis=1)
+  floor = losses.LEVEL_FLOOR * energy.mean() + 1e-10
+  want = np.mean(0.01 * energy / (energy + floor))
+  assert float(losses.esr_level(y, t)) == pytest.approx(want, rel=1e-4)
+  assert want == pytest.approx(0.01, rel=1e-2)
+  # with the error on the quiet segment only, the batch ESR barely sees
+  # it (1e-6 of the energy) and esr_level sees half of it.
+  y = t.copy()
+  y[1] = 0.9 * t[1]
+  assert float(losses.esr(y, t)) < 1e-7
+  assert float(losses.esr_level(y, t)) == pytest.approx(
+      0.005 * energy[1] / (energy[1] + floor), rel=1e-4)
+
+
+def test_esr_level_floors_a_silent_segment():
+  # A silent target segment counts against LEVEL_FLOOR of the mean energy:
+  # finite, and the hand-computed value.
+  t = np.zeros((2, 100), np.float32)
+  t[0] = 1.0
+  y = np.zeros_like(t)
+  y[1] = 1e-3
+  energy_floor = losses.LEVEL_FLOOR * 50.0 + 1e-10
+  want = 0.5 * (100.0 / (100.0 + energy_floor) + 100 * 1e-6 / energy_floor)
+  assert float(losses.esr_level(y, t)) == pytest.approx(want, rel=1e-4)
+  grad = jax.grad(lambda y: losses.esr_level(y, jnp.asarray(t)))(
+      jnp.asarray(y))
+  assert np.all(np.isfinite(np.asarray(grad)))

@@ -257,3 +257,37 @@ def test_gain_augmentation_scales_input_and_target_alike():
     ratios.extend(ratio)
   db = 20 * np.log10(ratios)
   assert np.all(np.abs(db) <= 6.0 + 1e-4) and np.ptp(db) > 1.0
+
+
+def test_gain_low_db_reaches_quiet_levels_and_keeps_the_pair_exact():
+  # Given gain_db=6 and gain_low_db=-60, when batches are drawn, then each
+  # segment is one exact scaling of its input and target, uniform in dB
+  # over [-60, +6].
+  cfg = tiny_config(segment_length=100, warmup=10, batch_size=10,
+                    gain_db=6.0, gain_low_db=-60.0)
+  assert cfg.gain_range_db == (-60.0, 6.0)
+  assert tiny_config(gain_db=24.0).gain_range_db == (-24.0, 24.0)
+  n = 20_000
+  ramp = np.linspace(0.1, 0.9, n).astype(np.float32)
+  pair = data_lib.Pair(ramp, 2 * ramp)
+  plain = tiny_config(segment_length=100, warmup=10, batch_size=10)
+  db = []
+  for (x, t), (x0, _) in zip(
+      train.epoch_batches(cfg, pair, jax.random.PRNGKey(7)),
+      train.epoch_batches(plain, pair, jax.random.PRNGKey(7))):
+    np.testing.assert_allclose(t, 2 * x, rtol=1e-6)
+    ratio = x[:, :, 0] / x0[:, :, 0]
+    np.testing.assert_allclose(ratio, ratio[:, :1] * np.ones_like(ratio),
+                               rtol=1e-5)
+    db.extend(20 * np.log10(ratio[:, 0]))
+  db = np.asarray(db)
+  assert len(db) == 200
+  assert db.min() >= -60.0 - 1e-3 and db.max() <= 6.0 + 1e-3
+  assert db.min() < -50.0 and db.max() > -4.0  # the range is covered
+  assert np.mean(db < -27.0) == pytest.approx(0.5, abs=0.15)  # uniform in dB
+
+
+def test_gain_low_db_must_be_a_cut():
+  with pytest.raises(ValueError, match="gain_low_db"):
+    tiny_config(gain_low_db=6.0)
+

@@ -65,16 +65,18 @@ def epoch_batches(cfg: config_lib.Config, pair: data_lib.Pair, key):
   x_all = pair.input[offset:offset + count * length].reshape(
       count, length, -1)
   t_all = pair.target[offset:offset + count * length].reshape(count, length, 1)
+  low_db, high_db = cfg.gain_range_db
   gains = np.ones(count, np.float32)
-  if cfg.gain_db:
-    # A linear effect of g*x is g*y: each segment at a random level shows
-    # the model louder and quieter passages than the recipe holds.
+  if low_db or high_db:
+    # A linear effect of g*x is g*y: each segment at a random level (uniform
+    # in dB) shows the model louder and quieter passages than the recipe
+    # holds.
     gains = np.asarray(10.0 ** (jax.random.uniform(
-        jax.random.fold_in(key, 1), (count,), minval=-cfg.gain_db,
-        maxval=cfg.gain_db) / 20.0), np.float32)
+        jax.random.fold_in(key, 1), (count,), minval=low_db,
+        maxval=high_db) / 20.0), np.float32)
   for i in range(count // cfg.batch_size):
     idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-    if not cfg.gain_db:
+    if not (low_db or high_db):
       yield x_all[idx], t_all[idx]
       continue
     g = gains[idx][:, None, None]
