@@ -1,0 +1,197 @@
+"""Wiener-Hammerstein grey-box model: linear filter -> waveshaper -> filter.
+
+Most distortion devices are an EQ, a clipper and another EQ (tone stack,
+diodes or a saturating stage, tone control). This model is that chain,
+trained end to end:
+
+  u = x + g_pre (Re(C h) + D x)        pre: a one-layer lru (an IIR filter)
+  v = c u + d + sum_k a_k tanh(w_k (u - m_k))        shaper: memoryless
+  y = v + g_post (Re(C' h') + D' v)    post: another one-layer lru
+  (+ g_res r(x): optionally a small WaveNet on what the chain misses)
+
+Each filter is emu.models.lru's LRU (num_layers=1, `pre_modes` or
+`post_modes` complex modes: one mode plus D is any biquad, two any
+fourth-order filter), so its frequency response is exact
+(`block_response`) and it streams like the lru. The shaper is a one-layer
+tanh MLP of the sample with a linear path (`Shaper`): one unit is a tanh
+clipper exactly, a few any smooth saturating curve.
+
+Initialisation is the dry signal: the gates g_pre, g_post (and g_res)
+start at 0 (each filter a pass-through whatever its random modes) and
+the shaper at v = u (c = 1, a = 0), so y = x at step 0 and training moves away from
+the input, not from a random filter. The shaper's gains w_k start
+log-spaced over [1, shaper_max_gain] (a drive of up to 30 dB is then in
+reach without the filters growing to supply it), its knees m_k spread
+over [-0.5, 0.5].
+
+The state is (pre's lru state, post's, the residual WaveNet's or ()), so
+blocks with carried state give one offline call's output. Inputs with
+knob channels are refused: the filters and shaper here are fixed.
+"""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from emu.models import lru
+from emu.models import ssm
+from emu.models import wavenet
+
+
+class Shaper(nn.Module):
+  """A memoryless curve v = c u + d + sum_k a_k tanh(w_k (u - m_k)).
+
+  u, v: [..., 1] float32. Starts as v = u (c = 1, d = 0, a = 0), with
+  w_k = exp(log_gain_k) log-spaced over [1, max_gain] and m_k uniform in
+  [-0.5, 0.5]. The gains are learned in log so that an Adam step changes
+  a unit's drive by a ratio, not by an amount.
+
+  Attributes:
+    width: tanh units (0: the linear path alone, v = c u + d).
+    max_gain: the largest initial w_k.
+  """
+  width: int = 16
+  max_gain: float = 32.
+
+  @nn.compact
+  def __call__(self, u):
+    linear = self.param("linear", nn.initializers.ones, ())
+    bias = self.param("bias", nn.initializers.zeros, ())
+    v = linear * u + bias
+    if not self.width:
+      return v
+    log_gain = self.param(
+        "log_gain", lambda key, shape: jnp.log(ssm.log_spaced_hz(
+            key, shape[0], 1., self.max_gain)), (self.width,))
+    knee = self.param("knee", lambda key, shape: jax.random.uniform(
+        key, shape, minval=-.5, maxval=.5), (self.width,))
+    out = self.param("out", nn.initializers.zeros, (self.width,))
+    return v + jnp.tanh(jnp.exp(log_gain) * (u - knee)) @ out[:, None]
+
+
+class Wiener(nn.Module):
+  """Wiener-Hammerstein model under the emu model contract.
+
+  y, state = model.apply(params, x, state), x: [batch, time, 1] float32
+  (audio only), y: [batch, time, 1].
+
+  Attributes:
+    pre_modes: complex modes of the filter before the shaper (0: none).
+    post_modes: complex modes of the filter after it (0: none).
+    shaper_width: tanh units of the shaper (0: a linear model).
+    shaper_max_gain: the largest initial shaper gain (see Shaper).
+    residual_channels: > 0 adds a small WaveNet of this many channels on
+      x to the output, behind a gate that starts at 0, for what the chain
+      cannot say; 0: the chain alone.
+    residual_dilations: that WaveNet's dilations.
+    sample_rate, f_min_hz, f_max_hz: Hz; the filters' initial poles are
+      log-spaced over [f_min_hz, f_max_hz] (emu.models.lru).
+    r_min, r_max: the filters' initial pole radii.
+    backend, stream_backend, stream_max_len, unroll: the filters'
+      recurrence backends (emu.models.ssm.Stack).
+  """
+  pre_modes: int = 2
+  post_modes: int = 2
+  shaper_width: int = 16
+  shaper_max_gain: float = 32.
+  residual_channels: int = 0
+  residual_dilations: tuple = (1, 2, 4, 8, 16, 32, 64, 128)
+  sample_rate: float = 44100.
+  f_min_hz: float = 20.
+  f_max_hz: float = 20000.
+  r_min: float = 0.9
+  r_max: float = 0.99999
+  backend: str = "associative"
+  stream_backend: str = "sequential"
+  stream_max_len: int = 64
+  unroll: int = 1
+
+  @property
+  def receptive_field(self):
+    return math.inf
+
+  def _filter(self, modes, **kwargs):
+    """A one-layer lru of `modes` modes (no skip: the gate adds x)."""
+    return lru.LRU(
+        state_size=modes, num_layers=1, skip=False, knob_hidden=0,
+        sample_rate=self.sample_rate, f_min_hz=self.f_min_hz,
+        f_max_hz=self.f_max_hz, r_min=self.r_min, r_max=self.r_max,
+        backend=self.backend, stream_backend=self.stream_backend,
+        stream_max_len=self.stream_max_len, unroll=self.unroll, **kwargs)
+
+  def _residual(self, **kwargs):
+    """The residual WaveNet (plain tanh-gated, no skip)."""
+    return wavenet.WaveNet(channels=self.residual_channels,
+                           dilations=tuple(self.residual_dilations),
+                           **kwargs)
+
+  def initial_state(self, batch):
+    """(pre's lru state, post's, the residual WaveNet's), () where absent."""
+    def filter_state(modes):
+      return (self._filter(modes, parent=None).initial_state(batch)
+              if modes else ())
+    residual = (self._residual(parent=None).initial_state(batch)
+                if self.residual_channels else ())
+    return (filter_state(self.pre_modes), filter_state(self.post_modes),
+            residual)
+
+  def _check(self, x):
+    if x.ndim != 3 or x.shape[-1] != 1:
+      raise ValueError(
+          f"wiener takes audio alone, x of shape [batch, time, 1]; got "
+          f"{x.shape} (knob channels are not supported: its filters and "
+          "shaper are fixed)")
+    for name in ("pre_modes", "post_modes", "shaper_width",
+                 "residual_channels"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+  def _gated(self, modes, u, state, name):
+    """u + g (the lru of u): a pass-through at g = 0 (the start)."""
+    if not modes:
+      return u, ()
+    z, state = self._filter(modes, name=name)(u, state)
+    gate = self.param(f"{name}_gate", nn.initializers.zeros, ())
+    return u + gate * z, state
+
+  @nn.compact
+  def __call__(self, x, state=None):
+    """x: [batch, time, 1] -> (y [batch, time, 1], new state)."""
+    self._check(x)
+    if state is None:
+      state = self.initial_state(x.shape[0])
+    pre_state, post_state, residual_state = state
+    u, pre_state = self._gated(self.pre_modes, x, pre_state, "pre")
+    v = Shaper(self.shaper_width, self.shaper_max_gain, name="shaper")(u)
+    y, post_state = self._gated(self.post_modes, v, post_state, "post")
+    if self.residual_channels:
+      r, residual_state = self._residual(name="residual")(x, residual_state)
+      y = y + self.param("residual_gate", nn.initializers.zeros, ()) * r
+    return y, (pre_state, post_state, residual_state)
+
+  def block_response(self, params, which, freqs_hz):
+    """[F] complex128: the exact response of the 'pre' or 'post' filter,
+    1 + g H_lru(e^{jw}), at freqs_hz (Hz).
+
+    params: the model's variables ({'params': ...}) or their 'params'.
+    """
+    if which not in ("pre", "post"):
+      raise ValueError(f"which must be 'pre' or 'post', got {which!r}")
+    params = params.get("params", params)
+    modes = self.pre_modes if which == "pre" else self.post_modes
+    if not modes:
+      return np.ones(len(np.atleast_1d(freqs_hz)), np.complex128)
+    gate = float(params[f"{which}_gate"])
+    h = self._filter(modes, parent=None).frequency_response(
+        params[which], freqs_hz)
+    return 1. + gate * h
+
+  def shaper_curve(self, params, u):
+    """The shaper's v for u (numpy [n]): the learned static curve."""
+    params = params.get("params", params)
+    shaper = Shaper(self.shaper_width, self.shaper_max_gain, parent=None)
+    u = jnp.asarray(u, jnp.float32)[:, None]
+    return np.asarray(shaper.apply({"params": params["shaper"]}, u))[:, 0]
