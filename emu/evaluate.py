@@ -239,8 +239,9 @@ def level_ranges(dataset, cfg=None) -> dict:
   Returns:
     {"train", "val1"(, "val2"): `signal_levels` of each input's audio;
     "train_gain_db": the training segments' random gain, +- this many dB
-    (seq2seq; 0: none); "trained_rms_dbfs": the train short-term range
-    widened by that gain; "validated_rms_dbfs": the short-term range the
+    (seq2seq; 0: none), "train_gain_range_db": its [lowest, highest] dB
+    (gain_low_db may reach further down); "trained_rms_dbfs": the train
+    short-term range widened by that gain; "validated_rms_dbfs": the short-term range the
     validation sets span; "validated_esr_floor_dbfs": the lowest of their
     ESR floors; "validated_peak_dbfs": their loudest peak}. A passage
     quieter than validated_rms_dbfs[0] was never checked, and ESR saw
@@ -254,10 +255,12 @@ def level_ranges(dataset, cfg=None) -> dict:
          for name, pair in (("train", dataset.train), ("val1", dataset.val1),
                             ("val2", dataset.val2)) if pair is not None}
   seq2seq = cfg is not None and cfg.mode == "seq2seq"
-  gain = float(cfg.gain_db) if seq2seq else 0.0
-  out["train_gain_db"] = gain
-  out["trained_rms_dbfs"] = [out["train"]["short_rms_p5_dbfs"] - gain,
-                             out["train"]["short_rms_p95_dbfs"] + gain]
+  low_db, high_db = ((float(v) for v in cfg.gain_range_db) if seq2seq
+                      else (0.0, 0.0))
+  out["train_gain_db"] = float(cfg.gain_db) if seq2seq else 0.0
+  out["train_gain_range_db"] = [low_db, high_db]
+  out["trained_rms_dbfs"] = [out["train"]["short_rms_p5_dbfs"] + low_db,
+                             out["train"]["short_rms_p95_dbfs"] + high_db]
   sets = [out[s] for s in ("val1", "val2") if s in out]
   out["validated_rms_dbfs"] = [min(s["short_rms_p5_dbfs"] for s in sets),
                                max(s["short_rms_p95_dbfs"] for s in sets)]
@@ -314,10 +317,10 @@ def _log_levels(levels):
   low, high = levels["validated_rms_dbfs"]
   logging.info("validated at short-term RMS %.1f to %.1f dBFS (ESR sees "
                "little below %.1f), peaks up to %.1f dBFS; trained at %.1f to "
-               "%.1f dBFS (gain +-%g dB)", low, high,
+               "%.1f dBFS (gain %g to %+g dB)", low, high,
                levels["validated_esr_floor_dbfs"],
                levels["validated_peak_dbfs"], *levels["trained_rms_dbfs"],
-               levels["train_gain_db"])
+               *levels["train_gain_range_db"])
 
 
 def evaluate(model, params, dataset, workdir, cfg=None, history=None,

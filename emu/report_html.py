@@ -113,8 +113,10 @@ def levels_line(report) -> str:
              f"below {floor} dBFS (quieter windows hold 1% of the energy).")
   if "trained_rms_dbfs" in levels:
     t_low, t_high = (_db_text(v) for v in levels["trained_rms_dbfs"])
+    g_low, g_high = levels.get("train_gain_range_db", [
+        -levels.get("train_gain_db", 0), levels.get("train_gain_db", 0)])
     line += (f" Trained from {t_low} to {t_high} dBFS (random gain "
-             f"+-{levels.get('train_gain_db', 0):g} dB per segment).")
+             f"{g_low:g} to {g_high:+g} dB per segment).")
   return line
 
 

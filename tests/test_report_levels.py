@@ -61,6 +61,11 @@ def test_level_ranges_say_what_was_validated_and_trained():
   # the train tone (-23 dBFS) at a random +-24 dB: -47 to +1 dBFS.
   assert levels["train_gain_db"] == 24.0
   assert levels["trained_rms_dbfs"] == pytest.approx([-47.03, 0.97], abs=0.1)
+  assert levels["train_gain_range_db"] == [-24.0, 24.0]
+  # gain_low_db reaches further down: -23 - 60 = -83 dBFS.
+  levels = evaluate.level_ranges(_dataset(), cfg.replace(gain_low_db=-60.0))
+  assert levels["train_gain_range_db"] == [-60.0, 24.0]
+  assert levels["trained_rms_dbfs"] == pytest.approx([-83.03, 0.97], abs=0.1)
   # Without val2 the range is val1's; window mode trains at no random gain.
   levels = evaluate.level_ranges(_dataset(val2=False),
                                  cfg.replace(mode="window", warmup=0))
@@ -116,6 +121,6 @@ def test_a_run_folder_report_streams_in_a_child_and_labels_levels(tmp_path):
   assert "Full-scale noise response error (white noise, peak 0.5)" in page
   assert "Validated (val1 and val2) at short-term RMS levels from -29.0 to " \
          "-9.0 dBFS" in page
-  assert "random gain +-12 dB" in page
+  assert "random gain -12 to +12 dB" in page
   assert "it checks little below -29.0 dBFS" in page
   assert "Measured in a child process pinned to one core" in page
