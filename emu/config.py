@@ -129,7 +129,8 @@ class Config:
   # Evaluation.
   stream_blocks: tuple = _field(
       lambda: (1, 64, 512), "Block sizes (samples) whose streaming speed the "
-      "report measures.", cli="list")
+      "report measures; empty: none (the report says it was not measured).",
+      cli="list")
 
   def __post_init__(self):
     _check_choice("mode", self.mode, MODES)

@@ -49,6 +49,8 @@ SILENCE_DBFS = -100.0
 ESR_FLOOR = 0.01
 # Streaming runs a slow model repeats no longer than this (s per block size).
 STREAM_BUDGET_S = 5.0
+# report.json's streaming_method when no block size was asked for.
+NOT_MEASURED = "not measured (--stream_blocks is empty)"
 
 
 def parameter_count(params) -> int:
@@ -291,6 +293,8 @@ def streaming_speed(model, params, workdir, block_sizes, sample_rate,
     {"method", "rows": one `emu.stream.measure_best` row per block size,
     and "settings" (the child's) or "why" (why in this process)}.
   """
+  if not block_sizes:
+    return {"method": NOT_MEASURED, "rows": []}
   why = f"{workdir} holds no trained run (config, best checkpoint) to load"
   if _can_load(workdir):
     try:

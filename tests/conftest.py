@@ -8,11 +8,33 @@ model, hence one compile per model and shape in the session, whichever
 test asks first) and its parameters through `init`.
 """
 
+import atexit
 import functools
+import os
+import shutil
+import tempfile
 
-import jax
-import jax.numpy as jnp
-import pytest
+
+def _share_compilations():
+  """One persistent XLA compilation cache for the session and every child
+  it starts (run.py, bench, stream children inherit the environment), so
+  the same tiny model compiles once per run of the suite, not once per
+  process. A fresh folder each session (removed at exit) unless
+  JAX_COMPILATION_CACHE_DIR is set; JAX keys entries by the computation,
+  the jax/XLA version and flags, so a hit is the same executable."""
+  if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    folder = tempfile.mkdtemp(prefix="emu_tests_xla_cache_")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
+_share_compilations()
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+import pytest  # pylint: disable=g-import-not-at-top
 
 
 @functools.lru_cache(maxsize=None)

@@ -115,7 +115,7 @@ def _bench(tmp_path, *flags, timeout=600):
 # A tiny emu recipe on top of capture.flags: the pipeline, not the quality.
 _TINY = ["--emu_flag=--channels=2", "--emu_flag=--dilations=1,2,4",
          "--emu_flag=--segment_length=2048", "--emu_flag=--warmup=256",
-         "--emu_flag=--stream_blocks=64"]
+         "--emu_flag=--stream_blocks="]
 
 
 @pytest.mark.skipif(not devices.material_available(),

@@ -303,7 +303,7 @@ def _run(*args):
 
 TINY = ("--dataset=files", "--layout=nam", "--model=lstm", "--hidden_size=4",
         "--train_seconds=1", "--segment_length=2048", "--warmup=256",
-        "--batch_size=4", "--max_epochs=2", "--stream_blocks=64")
+        "--batch_size=4", "--max_epochs=2", "--stream_blocks=")
 
 
 def test_nam_reamp_trains_from_the_command_line(reamp, tmp_path):

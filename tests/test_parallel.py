@@ -292,7 +292,7 @@ def test_run_py_over_two_processes_leaves_one_run_folder_by_process_0(
   results = run_together(
       [[sys.executable, RUN_PY,
         "--flagfile=" + os.path.join(ROOT, "experiments", "tiny.flags"),
-        "--max_epochs=1", f"--workdir={workdirs[i]}",
+        "--max_epochs=1", "--stream_blocks=", f"--workdir={workdirs[i]}",
         f"--coordinator_address={address}", "--num_processes=2",
         f"--process_id={i}"] for i in range(2)], cwds)
   check_ran(results)
@@ -337,7 +337,7 @@ def test_a_process_that_fails_alone_ends_both_instead_of_hanging(tmp_path):
   results = run_together(
       [[sys.executable, RUN_PY,
         "--flagfile=" + os.path.join(ROOT, "experiments", "tiny.flags"),
-        f"--workdir={tmp_path / f'run{i}'}",
+        f"--workdir={tmp_path / f'run{i}'}", "--stream_blocks=",
         f"--coordinator_address={address}", "--num_processes=2",
         f"--process_id={i}", *extra[i]] for i in range(2)],
       [tmp_path / "p0" / "cwd", tmp_path / "p1" / "cwd"], timeout=240)

@@ -22,7 +22,7 @@ def lru_48k(tmp_path_factory):
       model="lru", model_kwargs={"state_size": 1, "num_layers": 1},
       sample_rate=RATE, train_seconds=1.5, val1_seconds=0.5,
       segment_length=4096, warmup=1024, batch_size=4, learning_rate=0.1,
-      max_epochs=2, stream_blocks=(64,))
+      max_epochs=2, stream_blocks=())
   path = str(tmp_path_factory.mktemp("lru48k"))
   return path, pipeline.run(cfg, path)
 

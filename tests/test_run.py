@@ -79,7 +79,7 @@ def test_cpu_device_count_splits_an_ensemble_over_the_cores():
 
 def test_ensemble_run_trains_its_members_apart_on_the_cores(tmp_path):
   result = run("--flagfile=experiments/tiny.flags", "--ensemble=2",
-               "--max_epochs=1", "--stream_blocks=64",
+               "--max_epochs=1", "--stream_blocks=",
                f"--workdir={tmp_path}")
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads((tmp_path / "report.json").read_text())
@@ -202,7 +202,7 @@ def device_recording(tmp_path_factory):
 
 FILES_RUN = ("--dataset=files", "--model=lstm", "--hidden_size=4",
              "--segment_length=2048", "--warmup=256", "--batch_size=4",
-             "--max_epochs=2", "--stream_blocks=64")
+             "--max_epochs=2", "--stream_blocks=")
 
 
 def test_recorded_pair_trains_with_one_command(device_recording, tmp_path):
