@@ -66,6 +66,10 @@ def test_the_run_folder_holds_what_workdir_names(lru_48k):
   _, last, _ = workdir.load_params(path, "last")
   _, best, _ = workdir.load_params(path, "best")
   assert last.keys() == best.keys()
+  # stream_blocks=() asks for no streaming measurement, and the report says
+  # so.
+  assert report["streaming"] == []
+  assert report["streaming_method"]["method"] == evaluate.NOT_MEASURED
 
 
 def test_the_summary_line_says_when_val2_is_missing_and_how_to_add_it():
