@@ -80,6 +80,28 @@ def output_at_last(model, params, windows):
   return y[:, -1, :]
 
 
+# Sizes that must be whole numbers >= 1 (or >= 0), named as their flags.
+_POSITIVE = ("hidden_size", "num_layers", "unroll", "channels", "kernel_size",
+             "filters", "groups", "state_size", "features", "window")
+_NON_NEGATIVE = ("knob_hidden",)
+
+
+def check_sizes(kwargs):
+  """ValueError naming the flag of a size below 1 (knob_hidden: below 0),
+  or of a dilation below 1: before a model divides by it or builds it."""
+  for name, value in kwargs.items():
+    least = 1 if name in _POSITIVE else 0 if name in _NON_NEGATIVE else None
+    if name == "dilations":
+      bad = [d for d in value if not isinstance(d, int) or d < 1]
+      if bad or not value:
+        raise ValueError(f"--dilations takes whole numbers >= 1, got "
+                         f"{','.join(map(str, value)) or 'none'}")
+    elif least is not None and (isinstance(value, bool) or
+                                not isinstance(value, int) or value < least):
+      raise ValueError(f"--{name} must be a whole number >= {least}, got "
+                       f"{value!r}")
+
+
 def build_model(cfg, channels: int = 1, sample_rate=None):
   """The model an `emu.config.Config` names: one member, or an Ensemble of
   cfg.ensemble members.
@@ -89,9 +111,13 @@ def build_model(cfg, channels: int = 1, sample_rate=None):
   sample_rate: Hz of the data, for models whose initialisation and
     frequency response depend on it (lru, svf: `sample_rate`); a value in
     cfg.model_kwargs wins.
+
+  Raises ValueError naming the flag of a size below 1 (`check_sizes`), an
+  unknown model or hyperparameter.
   """
   from emu.models import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
   kwargs = dict(cfg.model_kwargs)
+  check_sizes(kwargs)
   valid = hyperparameters(cfg.model)
   if "input_channels" in valid:
     kwargs.setdefault("input_channels", channels)
