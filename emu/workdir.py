@@ -24,6 +24,8 @@ In a multi-host run (`jax.distributed`) only process 0 writes the run folder
 the others, which compute in lockstep and need not see the folder at all.
 """
 
+import contextlib
+import errno
 import json
 import os
 import shutil
@@ -56,6 +58,10 @@ class WorkdirConflict(ValueError):
   """The workdir holds a run with a different config."""
 
 
+class WorkdirError(ValueError):
+  """The workdir cannot be written: a file, read-only, the disk full."""
+
+
 def writes_here() -> bool:
   """Whether this process writes run folders: a lone process does; of a
   multi-host run (`jax.distributed.initialize`) only process 0 does."""
@@ -80,6 +86,57 @@ def path(workdir: str, name: str) -> str:
   return os.path.join(workdir, name)
 
 
+def check_writable(workdir: str):
+  """WorkdirError naming --workdir if a run could not be written there: it
+  is a file, lies below a file, or it (or the folder it would be made in)
+  is not writable. Writes nothing."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise WorkdirError(f"--workdir {workdir} is a file, not a folder; "
+                       "choose a folder's path for the run")
+  existing = os.path.abspath(workdir)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise WorkdirError(f"--workdir {workdir} lies below {existing}, which "
+                       "is a file; choose a folder's path for the run")
+  if not os.access(existing, os.R_OK | os.W_OK | os.X_OK):
+    what = "it" if existing == os.path.abspath(workdir) else existing
+    raise WorkdirError(
+        f"--workdir {workdir}: {what} is not writable (permission denied); "
+        "choose another --workdir or make it writable (chmod u+rwx)")
+
+
+@contextlib.contextmanager
+def _writing(target: str):
+  """Turns a failed write of `target` (a full disk, permissions) into one
+  WorkdirError naming --workdir; the temporary files of atomic writes are
+  removed, so what was there before stays as it was."""
+  try:
+    yield
+  except OSError as e:
+    for leftover in (target + ".tmp", target + ".new"):
+      if os.path.isdir(leftover):
+        shutil.rmtree(leftover, ignore_errors=True)
+      elif os.path.exists(leftover):
+        os.remove(leftover)
+    full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+    raise WorkdirError(
+        f"cannot write {target}: {e.strerror or e}; " + (
+            "free some disk space or choose a --workdir on another disk"
+            if full else "choose another --workdir or fix its permissions")
+        + " (the files already there are unchanged; run again to resume)"
+    ) from e
+
+
+def _write_atomic(final: str, text: str):
+  """final's new contents: a temporary file, then a rename, so a failed
+  write (`_writing`) leaves the old file whole."""
+  with _writing(final):
+    with open(final + ".tmp", "w") as f:
+      f.write(text)
+    os.replace(final + ".tmp", final)
+
+
 def read_json(workdir: str, name: str):
   with open(path(workdir, name)) as f:
     return json.load(f)
@@ -87,13 +144,17 @@ def read_json(workdir: str, name: str):
 
 def write_json(workdir: str, name: str, tree, indent=None, sort_keys=False):
   """Writes atomically (a temporary file, then a rename); on process 0
-  only (`writes_here`)."""
+  only (`writes_here`). A failed write is a WorkdirError."""
   if not writes_here():
     return
-  final = path(workdir, name)
-  with open(final + ".tmp", "w") as f:
-    json.dump(tree, f, indent=indent, sort_keys=sort_keys)
-  os.replace(final + ".tmp", final)
+  _write_atomic(path(workdir, name),
+                json.dumps(tree, indent=indent, sort_keys=sort_keys))
+
+
+def write_text(workdir: str, name: str, text: str):
+  """workdir/name holds `text` (atomically); on process 0 only."""
+  if writes_here():
+    _write_atomic(path(workdir, name), text)
 
 
 def read_config(workdir: str) -> config_lib.Config:
@@ -130,8 +191,10 @@ def prepare(cfg: config_lib.Config, workdir: str, overwrite: bool):
   writes cfg's config.json. On process 0 only (`writes_here`)."""
   if not writes_here():
     return
+  check_writable(workdir)
   replace = check_resumable(cfg, workdir, overwrite)
-  os.makedirs(workdir, exist_ok=True)
+  with _writing(workdir):
+    os.makedirs(workdir, exist_ok=True)
   if replace:
     logging.warning("overwriting the run in %s", workdir)
     for name in _TRAINING_FILES:
@@ -140,8 +203,7 @@ def prepare(cfg: config_lib.Config, workdir: str, overwrite: bool):
         shutil.rmtree(target)
       elif os.path.exists(target):
         os.remove(target)
-  with open(path(workdir, CONFIG), "w") as f:
-    f.write(cfg.to_json())
+  _write_atomic(path(workdir, CONFIG), cfg.to_json())
 
 
 def read_history(workdir: str, upto_epoch=None) -> list:
@@ -159,19 +221,24 @@ def write_history(workdir: str, history):
   (`writes_here`)."""
   if not writes_here():
     return
-  metrics_path = path(workdir, METRICS)
-  with open(metrics_path + ".tmp", "w") as f:
-    for row in history:
-      f.write(json.dumps(row) + "\n")
-  os.replace(metrics_path + ".tmp", metrics_path)
+  _write_atomic(path(workdir, METRICS),
+                "".join(json.dumps(row) + "\n" for row in history))
 
 
 def append_history(workdir: str, row):
-  """Adds one row to metrics.jsonl; on process 0 only (`writes_here`)."""
+  """Adds one row to metrics.jsonl; on process 0 only (`writes_here`).
+
+  The file is rewritten whole (atomically, a few kB) rather than appended
+  to, so a full disk never leaves half a row in it.
+  """
   if not writes_here():
     return
-  with open(path(workdir, METRICS), "a") as f:
-    f.write(json.dumps(row) + "\n")
+  metrics_path = path(workdir, METRICS)
+  old = ""
+  if os.path.exists(metrics_path):
+    with open(metrics_path) as f:
+      old = f.read()
+  _write_atomic(metrics_path, old + json.dumps(row) + "\n")
 
 
 def write_dataset_info(workdir: str, dataset, channels: int):
@@ -249,12 +316,19 @@ class Checkpoints:
       tree = jax.device_get(tree)
     final, new, old = (self.path(name) + s for s in ("", ".new", ".old"))
     shutil.rmtree(new, ignore_errors=True)
-    self.checkpointer.save(new, tree)
-    self.checkpointer.wait_until_finished()
-    if os.path.exists(final):
-      shutil.rmtree(old, ignore_errors=True)
-      os.rename(final, old)
-    os.rename(new, final)
+    with _writing(final):
+      try:
+        self.checkpointer.save(new, tree)
+        self.checkpointer.wait_until_finished()
+      except Exception as e:  # orbax may wrap a failed write in its own
+        cause = _os_error_in(e)
+        if cause is None or cause is e:
+          raise
+        raise cause from e
+      if os.path.exists(final):
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(final, old)
+      os.rename(new, final)
     shutil.rmtree(old, ignore_errors=True)
 
   def exists(self, name) -> bool:
@@ -274,6 +348,17 @@ class Checkpoints:
       if os.path.exists(candidate):
         return self.checkpointer.restore(candidate, target)
     return None
+
+
+def _os_error_in(error: BaseException):
+  """The OSError among `error`'s causes and contexts, or None."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    if isinstance(error, OSError):
+      return error
+    seen.add(id(error))
+    error = error.__cause__ or error.__context__
+  return None
 
 
 def load_params(workdir: str, which: str = "best"):
