@@ -19,6 +19,7 @@ from emu import models
 from emu import report_html
 from emu import train
 from emu import workdir as workdir_lib
+from emu.train import loop as train_loop
 from emu.train import parallel
 
 
@@ -27,25 +28,35 @@ def run(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
         dataset: Optional[data_lib.Dataset] = None) -> Optional[dict]:
   """Trains and evaluates cfg into workdir; returns the report.
 
-  A workdir holding a run of another config is refused (WorkdirConflict)
-  before anything is written, unless overwrite. flags_text: the command
-  line, saved as flags.txt.
+  Every input is checked before anything is written (a workdir holding a
+  run of another config is refused, WorkdirConflict, unless overwrite; an
+  unknown loss, effect or model, a bad file, a size below 1: ValueError),
+  so a refused run leaves workdir as it was. A run that learned nothing
+  raises `emu.train.outcome.TrainingFailed` and writes no report.
+  flags_text: the command line, saved as flags.txt.
 
   Over several processes (`jax.distributed`) every process trains in
   lockstep; process 0 alone writes workdir, evaluates and returns the
   report, and the others return None.
   """
-  parallel.on_process_zero(
+  files_report = parallel.on_process_zero(
       lambda: _before_training(cfg, workdir, overwrite))
-  result = train.fit(cfg, workdir, overwrite=overwrite, dataset=dataset)
+
+  def on_start():  # every input checked: the run's own files
+    if files_report is not None:
+      workdir_lib.write_json(workdir, workdir_lib.DATA_REPORT, files_report,
+                             indent=2)
+    if flags_text is not None:
+      workdir_lib.write_text(workdir, workdir_lib.FLAGS, flags_text)
+
+  result = train.fit(cfg, workdir, overwrite=overwrite, dataset=dataset,
+                     on_start=on_start)
   if not workdir_lib.writes_here():
     return None
-  if flags_text is not None:
-    with open(workdir_lib.path(workdir, workdir_lib.FLAGS), "w") as f:
-      f.write(flags_text)
   info = {"train_seconds": result.train_seconds, "epochs": result.epochs,
           "best_epoch": result.best_epoch, "stop_reason": result.stop_reason,
-          "devices": len(jax.devices()), "parallel": result.parallel}
+          "devices": len(jax.devices()), "parallel": result.parallel,
+          "warnings": result.warnings}
   if jax.process_count() > 1:
     info["processes"] = jax.process_count()
   report = evaluate_lib.evaluate(
@@ -57,12 +68,16 @@ def run(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
 
 
 def _before_training(cfg, workdir, overwrite):
-  """Refuses a workdir holding another run; reports a user's files."""
+  """Refuses a workdir it cannot write or that holds another run; a user's
+  files' data report (logged; written once every input is checked), or
+  None. Writes nothing."""
+  train_loop.check_config(cfg)
+  workdir_lib.check_writable(workdir)
   workdir_lib.check_resumable(cfg, workdir, overwrite)
-  if cfg.dataset == "files":
-    # Levels, latency and the device's repeatability, before any training.
-    datareport.report_files(cfg.train_input, cfg.train_target,
-                            workdir=workdir)
+  if cfg.dataset != "files":
+    return None
+  # Levels, latency and the device's repeatability, before any training.
+  return datareport.report_files(cfg.train_input, cfg.train_target)
 
 
 def parameter_count(cfg: config_lib.Config) -> int:

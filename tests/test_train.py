@@ -193,9 +193,9 @@ class TestFit:
     data = tiny_dataset()
     train.fit(tiny_config(max_epochs=1), str(tmp_path), dataset=data)
     with pytest.raises(workdir.WorkdirConflict, match="learning_rate"):
-      train.fit(tiny_config(max_epochs=1, learning_rate=0.5), str(tmp_path),
+      train.fit(tiny_config(max_epochs=1, learning_rate=0.02), str(tmp_path),
                 dataset=data)
-    result = train.fit(tiny_config(max_epochs=1, learning_rate=0.5),
+    result = train.fit(tiny_config(max_epochs=1, learning_rate=0.02),
                        str(tmp_path), dataset=data, overwrite=True)
     assert result.epochs == 1
 

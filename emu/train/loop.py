@@ -1,7 +1,12 @@
 """The training loop: `fit(config, workdir)` as named phases.
 
-  prepare -> init or restore -> loop of (run epoch -> validate -> maybe
-  checkpoint) until `stop_reason` says why -> finish
+  check -> start the workdir -> init or restore -> loop of (run epoch ->
+  validate -> maybe checkpoint) until `stop_reason` says why -> finish
+
+`_check` reads and builds everything a run needs (the workdir's state, the
+losses, the data, the model and its first weights) and writes nothing, so
+a refused run (an unknown loss or effect, a bad file, a size of 0) leaves
+its workdir as it was; only then does `_start` write config.json.
 
 `fit` builds the data and model, trains with early stopping, checkpoints
 (best and last, orbax) so that re-running into the same workdir resumes
@@ -33,6 +38,7 @@ from emu import models
 from emu import stream
 from emu import workdir as workdir_lib
 from emu.train import batches
+from emu.train import outcome
 from emu.train import parallel
 from emu.train import step as step_lib
 from emu.models import ssm_init
@@ -52,11 +58,13 @@ class FitResult:
   # How the devices shared the work: "data" (batch split, or one device),
   # "members" (an ensemble's members split over the devices).
   parallel: str = "data"
+  # What the run should know about its result (a val1 ESR >= 1), logged.
+  warnings: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
 class _Plan:
-  """What `_prepare` decides once; fixed for the whole run."""
+  """What `_check` decides once; fixed for the whole run."""
   cfg: config_lib.Config
   workdir: str
   dataset: data_lib.Dataset
@@ -103,7 +111,8 @@ class _Loop:
 
 def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
         dataset: Optional[data_lib.Dataset] = None,
-        stop_after_epochs: Optional[int] = None) -> FitResult:
+        stop_after_epochs: Optional[int] = None,
+        on_start: Optional[Callable[[], Any]] = None) -> FitResult:
   """Trains `cfg` into `workdir`, resuming a run that is already there.
 
   Args:
@@ -113,12 +122,25 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
     dataset: use this Dataset instead of building the one cfg names.
     stop_after_epochs: end this call after so many epochs in total, as if
       interrupted (tests resume from it).
+    on_start: called (on process 0) once every input is checked and
+      workdir holds config.json, before the first epoch: what else a run
+      writes into its folder (emu.pipeline: data_report.json).
 
   Returns:
     FitResult with the best parameters (by val1 ESR) and the history.
+
+  Raises:
+    ValueError (before anything is written) for a bad input: WorkdirConflict,
+    WorkdirError, DataError, an unknown loss, effect or model, a size
+    below 1. TrainingFailed when training diverged before any epoch gave a
+    finite val1 ESR, or ended no better than the first weights with an ESR
+    >= 1 (worse than silence): `emu.train.outcome`.
   """
-  plan = _prepare(cfg, workdir, overwrite, dataset)
-  loop = _init_or_restore(plan)
+  plan, fresh = _check(cfg, workdir, overwrite, dataset)
+  _start(plan, overwrite)
+  if on_start is not None:
+    parallel.on_process_zero(on_start)
+  loop = _init_or_restore(plan, fresh)
   while True:
     reason = stop_reason(cfg, loop, stop_after_epochs)
     if reason:
@@ -157,18 +179,36 @@ def stop_reason(cfg: config_lib.Config, loop: _Loop,
 # ----------------------------------------------------------------- phases
 
 
-def _prepare(cfg, workdir, overwrite, dataset) -> _Plan:
-  """The workdir, the data, the model, its step and how devices share it."""
-  parallel.on_process_zero(
-      lambda: workdir_lib.prepare(cfg, workdir, overwrite))
+def check_config(cfg: config_lib.Config):
+  """ValueError for what cfg's own values get wrong (an unknown loss,
+  effect, model or hyperparameter, a size below 1), before any file is
+  read or written."""
+  losses.combined(cfg.loss)
+  models.build_model(cfg)  # builds no weights: checks names and sizes
+  if cfg.dataset == "knobs":
+    from emu import effects  # pylint: disable=g-import-not-at-top
+    effects.knob_effect(cfg.effect)
+  elif cfg.dataset != "files":
+    from emu import effects  # pylint: disable=g-import-not-at-top
+    effects.effect(cfg.effect)
+
+
+def _check(cfg, workdir, overwrite, dataset):
+  """(plan, a fresh loop): the data, the model, its step and how devices
+  share it, every input checked and the first weights made; writes nothing.
+  """
+  check_config(cfg)
+
+  def check_workdir():
+    workdir_lib.check_writable(workdir)
+    workdir_lib.check_resumable(cfg, workdir, overwrite)
+  parallel.on_process_zero(check_workdir)
+  loss_fn = losses.combined(cfg.loss)
   dataset = dataset or batches.build_dataset(cfg)
   channels = _channels(dataset.train.input)
-  parallel.on_process_zero(
-      lambda: workdir_lib.write_dataset_info(workdir, dataset, channels))
   full_model = models.build_model(cfg, channels, dataset.sample_rate)
   model = full_model if cfg.ensemble == 1 else models.build_model(
       cfg.replace(ensemble=1), channels, dataset.sample_rate)
-  loss_fn = losses.combined(cfg.loss)
   n_steps = batches.steps_per_epoch(cfg, len(dataset.train.input))
   if n_steps < 1:
     raise ValueError(
@@ -198,13 +238,23 @@ def _prepare(cfg, workdir, overwrite, dataset) -> _Plan:
       step = jax.vmap(step, in_axes=(0, None))
     to_full = step_lib.ensemble_params
     predict = stream.make_predict(full_model, method="member_outputs")
-  return _Plan(
+  plan = _Plan(
       cfg=cfg, workdir=workdir, dataset=dataset, full_model=full_model,
       train_step=jax.jit(step, donate_argnums=0), predict=predict,
       to_full=to_full, init_state=init_state, mesh=mesh,
       split_members=split_members,
       sync_steps=parallel.sync_each_step(mesh, split_members),
       checkpoints=workdir_lib.Checkpoints(workdir))
+  return plan, _fresh_loop(plan)
+
+
+def _start(plan: _Plan, overwrite: bool):
+  """config.json and dataset.json: the first writes of a checked run."""
+  channels = _channels(plan.dataset.train.input)
+  def start():
+    workdir_lib.prepare(plan.cfg, plan.workdir, overwrite)
+    workdir_lib.write_dataset_info(plan.workdir, plan.dataset, channels)
+  parallel.on_process_zero(start)
 
 
 def _state_initializer(cfg, model, tx, channels):
@@ -233,14 +283,13 @@ def _fresh_loop(plan: _Plan) -> _Loop:
                                      min_delta=plan.cfg.min_delta))
 
 
-def _init_or_restore(plan: _Plan) -> _Loop:
-  """A fresh loop, or the one the 'last' checkpoint holds (to resume).
+def _init_or_restore(plan: _Plan, loop: _Loop) -> _Loop:
+  """The fresh `loop`, or the one the 'last' checkpoint holds (to resume).
 
   Over several processes, process 0 reads the checkpoint and metrics.jsonl
   and every process resumes from what it read (a fresh loop is the seed's,
   the same on every process).
   """
-  loop = _fresh_loop(plan)
   restored, history = parallel.on_process_zero(
       lambda: _read_last(plan, loop))
   if restored is not None:
@@ -320,18 +369,30 @@ def _validate(plan: _Plan, loop: _Loop, row: dict, start: float) -> bool:
 def _scored_row(plan: _Plan, loop: _Loop, params, row: dict, start: float):
   """`row` with val1's ESR and the epoch's times; None if the val1 output
   is not finite."""
-  val1 = plan.dataset.val1
-  output = plan.predict(params, val1.input)
-  if not np.all(np.isfinite(output)):
+  scores = _val1_esr(plan, params)
+  if scores is None:
     return None
-  if plan.cfg.ensemble > 1:
-    row["val1_esr_members"] = [metrics.esr(y, val1.target) for y in output]
-    output = output.mean(axis=0)
-  row["val1_esr"] = metrics.esr(output, val1.target)
+  row["val1_esr"], members = scores
+  if members is not None:
+    row["val1_esr_members"] = members
   seconds = time.perf_counter() - start
   row.update(epoch_seconds=seconds, elapsed_s=loop.elapsed + seconds,
              lr_scale=plan.cfg.lr_decay ** loop.epoch)
   return row
+
+
+def _val1_esr(plan: _Plan, params):
+  """(val1 ESR, the members' ESRs or None) of the full model's params;
+  None if the output is not finite."""
+  val1 = plan.dataset.val1
+  output = plan.predict(params, val1.input)
+  if not np.all(np.isfinite(output)):
+    return None
+  members = None
+  if plan.cfg.ensemble > 1:
+    members = [metrics.esr(y, val1.target) for y in output]
+    output = output.mean(axis=0)
+  return metrics.esr(output, val1.target), members
 
 
 def _maybe_checkpoint(plan: _Plan, loop: _Loop, force: bool = False):
@@ -357,23 +418,20 @@ def _maybe_checkpoint(plan: _Plan, loop: _Loop, force: bool = False):
 
 
 def _diverged(plan: _Plan, loop: _Loop, what: str) -> str:
-  """Non-finite numbers: keeps the best parameters of the last checkpoint."""
+  """Non-finite numbers: stops with the best parameters so far (their
+  'best' checkpoint saved), or TrainingFailed if no epoch gave any."""
+  if loop.stopper.best_epoch < 1:
+    raise outcome.diverged_before_any_epoch(plan.cfg, loop.epoch + 1, what)
   logging.error(
-      "epoch %d: %s; stopping and keeping the last good checkpoint (epoch "
-      "%d). Lower learning_rate or set grad_clip.", loop.epoch + 1, what,
-      loop.saved_epoch)
-  template = checkpoint_template(loop)
-  best_params = parallel.on_process_zero(
-      lambda: _restored_best_params(plan, template))
-  if best_params is not None:
-    loop.best_params = best_params
+      "epoch %d: %s; stopping with the best parameters so far (epoch %d, "
+      "val1 ESR %.3e). Lower --learning_rate or set --grad_clip.",
+      loop.epoch + 1, what, loop.stopper.best_epoch, loop.stopper.best)
+  if loop.saved_epoch < loop.stopper.best_epoch:
+    # The diverged state is not worth a 'last' checkpoint; the best is.
+    best = parallel.host_local({"params": plan.to_full(loop.best_params)})
+    parallel.on_process_zero(lambda: plan.checkpoints.save("best", best))
   loop.saved_epoch = loop.epoch  # nothing new worth saving
   return "diverged"
-
-
-def _restored_best_params(plan: _Plan, template):
-  restored = plan.checkpoints.restore("last", template)
-  return None if restored is None else restored["best_params"]
 
 
 def _finish(plan: _Plan, loop: _Loop, reason: str) -> FitResult:
@@ -381,13 +439,21 @@ def _finish(plan: _Plan, loop: _Loop, reason: str) -> FitResult:
   logging.info("training stopped (%s) after %d epochs, %.1f s; best val1 "
                "ESR %.3e at epoch %d", reason, loop.epoch, loop.elapsed,
                loop.stopper.best, loop.stopper.best_epoch)
+  def first_esr():  # the seed's first weights, scored as an epoch is
+    scores = _val1_esr(plan, parallel.host_local(
+        plan.to_full(plan.init_state().params)))
+    return scores and scores[0]
+  warnings = parallel.on_process_zero(lambda: outcome.warnings_of(
+      plan.cfg, loop.stopper.best, loop.stopper.best_epoch, first_esr,
+      finished=reason != "interrupted"))
   # Parameters this process holds whole: what evaluation and export take.
   return FitResult(model=plan.full_model,
                    params=parallel.host_local(plan.to_full(loop.best_params)),
                    dataset=plan.dataset, history=loop.history,
                    stop_reason=reason, train_seconds=loop.elapsed,
                    epochs=loop.epoch, best_epoch=loop.stopper.best_epoch,
-                   parallel="members" if plan.split_members else "data")
+                   parallel="members" if plan.split_members else "data",
+                   warnings=warnings)
 
 
 def _log_epoch(row, cfg, elapsed, epoch):
