@@ -15,8 +15,11 @@ output, so against a target that carries independent noise n its ESR cannot
 go below E[n^2] / E[y^2], half the ESR between two recordings: that half is
 reported as `esr_floor`, the best ESR any model can reach on this data.
 Where the target is silent in the first repetition that ESR is undefined
-(`emu.metrics.esr`), as is the latency of a silent side: the report gives
-None and says why, not a number.
+(`emu.metrics.esr`), as is the latency of a silent side, of files at two
+sample rates, or of a pair whose correlation peak cannot be trusted (too
+little broadband input, a peak that does not stand out or lies at the edge
+of the search: `emu.data.latency.latency_or_reason`): the report gives None
+and says why, not a number.
 
 The repeated segment comes from the test signal's layout (`emu.testsignal`:
 its sidecar next to the input WAV is found by itself) or is detected by
@@ -41,6 +44,7 @@ from emu import data as data_lib
 from emu import metrics
 from emu import testsignal
 from emu import workdir as workdir_lib
+from emu.data import latency as latency_lib
 from emu.data import nam_layout
 
 MAX_LATENCY_MS = 50.0
@@ -73,11 +77,18 @@ def _levels(x):
 def _read_mono(path, channel, warnings_):
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} does not exist")
-  audio, rate = sf.read(path, dtype="float32", always_2d=True)
+  try:
+    audio, rate = sf.read(path, dtype="float32", always_2d=True)
+  except (RuntimeError, sf.SoundFileError) as err:
+    raise data_lib.DataError(
+        f"{path}: cannot read it as audio ({err}); soundfile reads WAV, "
+        "FLAC, OGG and AIFF: convert it first, e.g. ffmpeg -i in.mp3 "
+        "out.wav") from None
   if audio.shape[1] > 1:
     pick = 0 if channel is None else channel
     warnings_.append(f"{path} has {audio.shape[1]} channels; reporting "
-                     f"channel {pick} (training needs channel=...)")
+                     f"channel {pick} (training needs a mono file: mix it "
+                     "down or keep one channel)")
     return audio[:, pick], rate
   return audio[:, 0], rate
 
@@ -162,21 +173,23 @@ def _blip_latency(y, position, max_lag):
 
 
 def _read_pair(pair_or_paths, sample_rate, layout, channel, warnings_):
-  """(x, y, sample_rate, paths or None, layout) of two files or arrays.
+  """(x, y, sample_rate, paths or None, layout, untimed) of two files or
+  arrays.
 
   x and y are float32 [time] cut to their common length; the layout is a
   dict (a files' input sidecar when none is given), or None when there is
-  none or it does not fit this input.
+  none or it does not fit this input; untimed: why y cannot be timed
+  against x sample by sample (files at two rates), or None.
   """
-  paths = None
+  paths = untimed = None
   if (isinstance(pair_or_paths, (tuple, list)) and
       all(isinstance(p, (str, os.PathLike)) for p in pair_or_paths)):
     paths = [os.fspath(p) for p in pair_or_paths]
     x, rate_x = _read_mono(paths[0], channel, warnings_)
     y, rate_y = _read_mono(paths[1], channel, warnings_)
     if rate_x != rate_y:
-      warnings_.append(f"the input is at {rate_x} Hz, the target at {rate_y}"
-                       " Hz: resample one so they match")
+      untimed = f"the input is at {rate_x} Hz, the target at {rate_y} Hz"
+      warnings_.append(f"{untimed}: resample one so they match")
     if sample_rate is not None and sample_rate != rate_x:
       warnings_.append(f"expected {sample_rate} Hz, the files are at "
                        f"{rate_x} Hz")
@@ -210,7 +223,7 @@ def _read_pair(pair_or_paths, sample_rate, layout, channel, warnings_):
         f"({layout.get('sample_rate')} Hz, {layout.get('samples')} samples); "
         "ignoring it")
     layout = None
-  return x, y, sample_rate, paths, layout
+  return x, y, sample_rate, paths, layout, untimed
 
 
 def _level_warnings(name, levels, warnings_):
@@ -225,22 +238,37 @@ def _level_warnings(name, levels, warnings_):
         "its level (quiet recordings leave the noise floor large)")
 
 
-def _latency(x, y, sample_rate, max_latency_ms, layout, report, warnings_):
-  """The target's latency (samples); sets report's "latency" and, with a
-  layout, "noise_floor_dbfs"."""
-  max_lag = min(int(round(max_latency_ms * sample_rate / 1000.0)),
-                max(len(x) - 1, 0))
+def _untimed(x, y, max_lag, untimed):
+  """(latency in samples, None), or (None, why there is none): a silent
+  side (the search would return the edge of its range), `untimed`, or a
+  correlation peak that cannot be trusted."""
   silent = [name for name, a in (("input", x), ("target", y))
             if not np.max(np.abs(a), initial=0.0) > data_lib.SILENCE_PEAK]
   if silent:
-    # A silent side has no lag to find (the search would return the edge
-    # of its range): none is reported, and the rest is read unshifted.
+    return None, "silent " + " and ".join(silent)
+  if untimed:
+    return None, untimed
+  if not max_lag:
+    return 0, None
+  return latency_lib.latency_or_reason(x, y, max_lag)
+
+
+def _latency(x, y, sample_rate, max_latency_ms, layout, report, warnings_,
+             untimed=None):
+  """The target's latency (samples; 0 where it is unknown, so the rest is
+  read unshifted); sets report's "latency" and, with a layout,
+  "noise_floor_dbfs"."""
+  max_lag = min(int(round(max_latency_ms * sample_rate / 1000.0)),
+                max(len(x) - 1, 0))
+  latency, why = _untimed(x, y, max_lag, untimed)
+  if latency is None:
     latency = 0
     report["latency"] = {"samples": None, "ms": None,
                          "max_searched_ms": max_latency_ms,
-                         "undefined": "silent " + " and ".join(silent)}
+                         "undefined": why}
+    if not why.startswith("silent"):
+      warnings_.append(f"the latency cannot be measured: {why}")
   else:
-    latency = data_lib.estimate_latency(x, y, max_lag) if max_lag else 0
     report["latency"] = {"samples": int(latency),
                          "ms": 1000.0 * latency / sample_rate,
                          "max_searched_ms": max_latency_ms}
@@ -264,8 +292,9 @@ def _latency(x, y, sample_rate, max_latency_ms, layout, report, warnings_):
   if latency:
     fix = ("--layout=nam aligns it by NAM's blips" if layout and
            layout.get("name") == nam_layout.LAYOUT_NAME else
-           "align the files, or load them with compensate_latency=True "
-           "(emu.data.files_dataset), which shifts the target")
+           "align the files, or pass --compensate_latency to run.py "
+           "(compensate_latency=True in emu.data.files_dataset), which "
+           "shifts the target")
     warnings_.append(
         f"the target lags the input by {latency} samples "
         f"({report['latency']['ms']:.2f} ms): {fix}")
@@ -295,7 +324,7 @@ def data_report(pair_or_paths, sample_rate=None, repeat=None,
     (with a layout), "repeatability" (or None), "warnings".
   """
   warnings_ = []
-  x, y, sample_rate, paths, layout = _read_pair(
+  x, y, sample_rate, paths, layout, untimed = _read_pair(
       pair_or_paths, sample_rate, layout, channel, warnings_)
   report = {"sample_rate": int(sample_rate), "samples": int(len(x)),
             "seconds": len(x) / sample_rate,
@@ -305,7 +334,7 @@ def data_report(pair_or_paths, sample_rate=None, repeat=None,
     report[name] = _levels(audio)
     _level_warnings(name, report[name], warnings_)
   latency = _latency(x, y, sample_rate, max_latency_ms, layout, report,
-                     warnings_)
+                     warnings_, untimed)
 
   if repeat is None and layout is not None:
     repeat = layout.get("repeat")
@@ -405,9 +434,11 @@ def format_report(d) -> str:
 
 
 def report_files(input_path, target_path, workdir=None, log=True) -> dict:
-  """data_report of two files, logged and saved as workdir/data_report.json.
+  """data_report of two files, logged and, with workdir, saved as
+  workdir/data_report.json.
 
-  The one call `emu.pipeline.run` makes before training on files.
+  `emu.pipeline.run` calls it without workdir before training on files and
+  writes the report once every input is checked.
   """
   report = data_report((input_path, target_path))
   if log:

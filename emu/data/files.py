@@ -103,8 +103,10 @@ def _pick_channel(audio, path, channel):
     return audio[:, 0]
   if channel is None:
     raise pairs.DataError(
-        f'{path} has {channels} channels; pass channel=0..{channels - 1} '
-        'to pick one (or mix the file down to mono first)')
+        f'{path} has {channels} channels; training reads a mono file: mix '
+        f'it down or keep one channel (e.g. sox {path} mono.wav remix 1) '
+        'and pass that file (in Python, emu.data.load_pair(..., '
+        f'channel=0..{channels - 1}) picks one)')
   if not 0 <= channel < channels:
     raise pairs.DataError(f'channel={channel} but {path} has {channels} '
                           f'channels (0..{channels - 1})')
@@ -146,8 +148,9 @@ def load_pair(input_path, target_path, channel=None,
   Nothing is resampled. Checks, each failing with a `DataError` that names
   the fix: both files readable, equal sample rates, one channel (or
   `channel`), equal lengths, no NaN/inf, not silent, and target aligned
-  with input (see `estimate_latency`). Clipped samples (|x| >= 0.999) only
-  warn (UserWarning).
+  with input (see `estimate_latency`; a latency that cannot be measured,
+  `latency_or_reason`, is logged and the pair read as it is). Clipped
+  samples (|x| >= 0.999) only warn (UserWarning).
 
   Args:
     input_path: WAV (or FLAC, ...) of the dry input.
@@ -180,8 +183,11 @@ def load_pair(input_path, target_path, channel=None,
   check_samples(x, input_path, rate_in)
   check_samples(y, target_path, rate_in)
   max_lag = min(int(round(max_latency_ms * rate_in / 1000.)), x.shape[0] - 1)
-  latency = (latency_lib.estimate_latency(x, y, max_lag) if max_lag > 0
-             else 0)
+  latency, why = (latency_lib.latency_or_reason(x, y, max_lag) if max_lag > 0
+                  else (0, None))
+  if why:
+    logging.warning('%s: its latency cannot be measured (%s); reading the '
+                    'pair as it is', target_path, why)
   if latency:
     ms = 1000. * latency / rate_in
     if not compensate_latency:
@@ -189,10 +195,9 @@ def load_pair(input_path, target_path, channel=None,
       raise pairs.DataError(
           f'{target_path} {how} {input_path} by {abs(latency)} samples '
           f'({abs(ms):.2f} ms at {rate_in} Hz, from their '
-          'cross-correlation); pass compensate_latency=True to shift the '
-          'target and trim both, or align the files in an editor. If the '
-          'effect itself is a slow filter with no real latency, pass '
-          'max_latency_ms=0 to skip this check')
+          'cross-correlation); pass --compensate_latency to run.py '
+          '(compensate_latency=True in Python) to shift the target and '
+          'trim both, or align the files in an editor')
     logging.info('%s: compensating %d samples (%.2f ms) of latency',
                  target_path, latency, ms)
     if latency > 0:
