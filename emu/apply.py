@@ -82,15 +82,63 @@ def _start(model, params, knobs):
   return plugin_folds.warmed_on_silence(model, params, knobs)
 
 
-def apply_file(workdir, input_path, output_path, block_size=65536,
-               channel=None, checkpoint="best", subtype="FLOAT",
-               overwrite=False, model_file=None, knobs=()) -> dict:
-  """Processes input_path into output_path; returns a small summary."""
-  if not os.path.exists(input_path):
-    raise FileNotFoundError(f"input file {input_path} does not exist")
+def check_output(output_path, overwrite=False):
+  """An error naming the fix if output_path cannot be written as audio: it
+  exists (without --overwrite), its folder does not, its extension names
+  no format soundfile writes."""
   if os.path.exists(output_path) and not overwrite:
     raise FileExistsError(
         f"{output_path} exists; choose another name or pass --overwrite")
+  folder = os.path.dirname(os.path.abspath(output_path))
+  if not os.path.isdir(folder):
+    raise FileNotFoundError(
+        f"the output's folder {folder} does not exist; create it first "
+        f"(mkdir -p {folder}) or write the output elsewhere")
+  ext = os.path.splitext(output_path)[1].lstrip(".").upper()
+  if ext not in sf.available_formats():
+    raise ValueError(
+        f"{output_path}: the output's extension names its format; end it "
+        "in .wav (or .flac, .aiff, ...)" + (f", not .{ext.lower()}" if ext
+                                            else ""))
+
+
+def _pick_channel(audio, input_path, channel):
+  """[time] of one channel of audio [time, channels], or an error naming
+  --channel."""
+  channels = audio.shape[1]
+  if channel is None:
+    if channels > 1:
+      raise ValueError(f"{input_path} has {channels} channels; choose one "
+                       f"with --channel=0..{channels - 1}")
+    channel = 0
+  if not 0 <= channel < channels:
+    raise ValueError(
+        f"--channel={channel} but {input_path} has {channels} channel(s); "
+        + (f"choose 0..{channels - 1}" if channels > 1 else
+           "leave --channel out for a mono file"))
+  return audio[:, channel]
+
+
+def apply_file(workdir, input_path, output_path, block_size=65536,
+               channel=None, checkpoint="best", subtype="FLOAT",
+               overwrite=False, model_file=None, knobs=()) -> dict:
+  """Processes input_path into output_path; returns a small summary.
+
+  Every argument is checked before the model is loaded, and the output is
+  written only once the whole input is processed."""
+  if not os.path.exists(input_path):
+    raise FileNotFoundError(f"input file {input_path} does not exist")
+  if block_size is None or block_size < 1:
+    raise ValueError(f"--block_size must be at least 1 sample, got "
+                     f"{block_size} (default 65536)")
+  check_output(output_path, overwrite)
+  try:
+    audio, file_rate = sf.read(input_path, dtype="float32", always_2d=True)
+  except RuntimeError as e:
+    raise ValueError(f"cannot read {input_path}: {e}") from None
+  x = _pick_channel(audio, input_path, channel)
+  if not np.all(np.isfinite(x)):
+    raise ValueError(f"{input_path} contains NaN or inf samples")
   model, params, rate, source = load_model(workdir, model_file, checkpoint)
   knobs = [float(k) for k in knobs or ()]
   channels = plugin_folds.input_channels(model, params)
@@ -98,22 +146,11 @@ def apply_file(workdir, input_path, output_path, block_size=65536,
     raise ValueError(
         f"the model reads {channels - 1} knob channel(s); give their "
         f"setting with --knobs (normalised 0-1), {len(knobs)} given")
-  try:
-    audio, file_rate = sf.read(input_path, dtype="float32", always_2d=True)
-  except RuntimeError as e:
-    raise ValueError(f"cannot read {input_path}: {e}") from None
   rate = rate or file_rate  # an RTNeural file may not record its rate
   if file_rate != rate:
     raise ValueError(
         f"{input_path} is at {file_rate} Hz but the model was trained at "
         f"{rate} Hz; resample the file (e.g. sox in.wav -r {rate} out.wav)")
-  if audio.shape[1] > 1 and channel is None:
-    raise ValueError(
-        f"{input_path} has {audio.shape[1]} channels; choose one with "
-        "--channel=N (0-based)")
-  x = audio[:, channel or 0]
-  if not np.all(np.isfinite(x)):
-    raise ValueError(f"{input_path} contains NaN or inf samples")
   streamer = stream.Streamer(model, params)
   start = _start(model, params, knobs)
   if start is not None:
