@@ -3,15 +3,11 @@
   check -> start the workdir -> init or restore -> loop of (run epoch ->
   validate -> maybe checkpoint) until `stop_reason` says why -> finish
 
-`_check` reads and builds everything a run needs (the workdir's state, the
-losses, the data, the model and its first weights) and writes nothing, so
-a refused run (an unknown loss or effect, a bad file, a size of 0) leaves
-its workdir as it was; only then does `_start` write config.json.
-
-`fit` builds the data and model, trains with early stopping, checkpoints
-(best and last, orbax) so that re-running into the same workdir resumes
-exactly, logs one line per epoch and writes the same numbers to
-`workdir/metrics.jsonl`.
+`_check` builds everything a run needs (data, model, first weights) and
+writes nothing, so a refused run leaves its workdir as it was; `_start`
+then writes config.json. Checkpoints (best and last, orbax) make a re-run
+into the same workdir resume exactly; each epoch is one log line and one
+row of `workdir/metrics.jsonl`.
 
 Over several processes (`jax.distributed`) every process runs these phases
 in lockstep on its share of each batch; process 0 alone reads and writes
