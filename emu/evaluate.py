@@ -169,9 +169,10 @@ def _evaluate_set(model, params, name, pair, sample_rate, audio_dir,
           [r["esr"] for r in result["per_setting"]],
           os.path.join(plot_dir, f"{name}_esr_per_setting.png"),
           ylabel=f"{name} ESR (settings not trained on)")
-  logging.info("%s: ESR %.3e, MSE %.3e, acc12 %.4f, acc16 %.4f, LSD %.2f dB",
-               name, result["esr"], result["mse"], result["acc12"],
-               result["acc16"], result["lsd_db"])
+  logging.info("%s: ESR %.3e, MSE %.3e, acc12 %.4f, acc16 %.4f, LSD %.2f "
+               "dB; NAM's verdict: %s", name, result["esr"], result["mse"],
+               result["acc12"], result["acc16"], result["lsd_db"],
+               result["nam_verdict"])
   return result
 
 

@@ -235,6 +235,20 @@ def analytic_response_error(h_model, h_true) -> dict:
           "mean_phase_deg": float(np.mean(phase))}
 
 
+# Neural Amp Modeler's verdicts on a validation ESR, in its words
+# (nam/train/core.py, `_plot`, NAM 0.13): (upper bound, verdict).
+NAM_VERDICTS = ((0.01, "Great!"), (0.035, "Not bad!"),
+                (0.1, "...This *might* sound ok!"),
+                (0.3, "...This probably won't sound great :("),
+                (math.inf, "...Something seems to have gone wrong."))
+
+
+def nam_verdict(esr_value: float) -> str:
+  """What NAM's trainer would say of this validation ESR (NAM_VERDICTS:
+  the first whose bound the ESR is below)."""
+  return next(words for bound, words in NAM_VERDICTS if esr_value < bound)
+
+
 def _fitting_power_of_two(length: int, wanted: int) -> int:
   return min(wanted, 2 ** int(math.log2(length)))
 
@@ -244,7 +258,8 @@ def all_metrics(y, t, x: Optional[np.ndarray] = None,
   """Every metric above as a flat dict of Python floats.
 
   Keys: mse, mae, esr, snr_db, acc12, acc16 (within one 16-bit step,
-  bits=15), lsd_db, spectral_convergence, mrstft; with `x` also
+  bits=15), lsd_db, spectral_convergence, mrstft, nam_verdict (a string:
+  `nam_verdict` of esr); with `x` also
   response_max_db and response_mean_db (20 Hz-20 kHz). FFT and segment sizes
   shrink to fit short signals. Values are finite except snr_db of an exact
   match (inf).
@@ -265,6 +280,7 @@ def all_metrics(y, t, x: Optional[np.ndarray] = None,
       "spectral_convergence": spectral_convergence(y, t, n_fft),
       "mrstft": mrstft_distance(y, t),
   }
+  result["nam_verdict"] = nam_verdict(result["esr"])
   if x is not None:
     deviation = response_deviation_db(
         x, y, t, sample_rate, nperseg=_fitting_power_of_two(t.size, 8192))

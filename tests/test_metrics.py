@@ -140,7 +140,9 @@ def test_all_metrics_keys_and_json(highpass_pair):
   report = metrics.all_metrics(y, t, x=x, sample_rate=SAMPLE_RATE)
   assert set(report) == {
       "mse", "mae", "esr", "snr_db", "acc12", "acc16", "lsd_db",
-      "spectral_convergence", "mrstft", "response_max_db", "response_mean_db"}
+      "spectral_convergence", "mrstft", "response_max_db", "response_mean_db",
+      "nam_verdict"}
+  assert report.pop("nam_verdict") == "Great!"
   assert all(type(v) is float and math.isfinite(v) for v in report.values())
   assert report["esr"] == pytest.approx(1e-4)
   assert report["response_max_db"] == pytest.approx(-20 * np.log10(0.99))
@@ -153,3 +155,13 @@ def test_all_metrics_short_signal_and_silent_target():
   assert metrics.all_metrics(0.9 * t, t)["esr"] == pytest.approx(0.01)
   with pytest.raises(ValueError, match="silent"):
     metrics.all_metrics(t, np.zeros_like(t))
+
+
+@pytest.mark.parametrize("esr, words", [
+    (0.0, "Great!"), (0.00999, "Great!"), (0.01, "Not bad!"),
+    (0.0349, "Not bad!"), (0.035, "*might* sound ok"), (0.0999, "*might* sound"),
+    (0.1, "probably won't sound great"), (0.3, "gone wrong"),
+    (1e6, "gone wrong")])
+def test_nam_verdict_at_nams_thresholds(esr, words):
+  # NAM 0.13's nam/train/core.py: < 0.01, < 0.035, < 0.1, < 0.3, the rest.
+  assert words in metrics.nam_verdict(esr)
