@@ -62,6 +62,9 @@ class Config:
   compensate_latency: bool = _field(
       False, "Shift a target that lags its input into line instead of "
       "refusing the pair (dataset 'files').")
+  channel: int = _field(
+      -1, "Which channel of multi-channel WAVs dataset 'files' trains on "
+      "(0 = the first); -1: the files must be mono.")
   layout: str = _field(
       "plain", "How dataset 'files' reads the pair: 'plain' (any recording; "
       "its last 10% becomes val1) or 'nam' (NAM's standard reamp input v3 "

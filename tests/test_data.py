@@ -276,12 +276,31 @@ def test_different_lengths_say_which_is_longer(tmp_path, noise):
 def test_stereo_needs_a_channel(tmp_path, noise):
   stereo = np.stack([noise, 0.5 * noise], axis=1)
   paths = write_pair(tmp_path, stereo, stereo)
-  with pytest.raises(data.DataError, match='2 channels; training reads a mono file.*channel=0..1'):
+  with pytest.raises(data.DataError,
+                     match='2 channels; training reads one: pass --channel=0..1'):
     data.load_pair(*paths)
   pair, _ = data.load_pair(*paths, channel=1)
   np.testing.assert_array_equal(pair.input, 0.5 * noise)
-  with pytest.raises(data.DataError, match='channel=2'):
+  with pytest.raises(data.DataError, match='--channel=2 but .* 2 channels'):
     data.load_pair(*paths, channel=2)
+
+
+def test_the_channel_flag_picks_the_channel_a_run_trains_on(tmp_path, noise):
+  # Given a stereo pair, when a run's config names --channel=1, then its
+  # dataset is that channel (the advice the stereo error gives works).
+  from emu import cli  # pylint: disable=g-import-not-at-top
+  from emu.train import batches  # pylint: disable=g-import-not-at-top
+  stereo = np.stack([noise, 0.5 * noise], axis=1)
+  paths = write_pair(tmp_path, stereo, stereo)
+  flagfile = tmp_path / "files.flags"
+  flagfile.write_text(f"--dataset=files\n--train_input={paths[0]}\n"
+                      f"--train_target={paths[1]}\n--channel=1\n")
+  cfg = cli.config_from_flagfile(str(flagfile))
+  dataset = batches.build_dataset(cfg)
+  whole = np.concatenate([dataset.train.input, dataset.val1.input])
+  np.testing.assert_array_equal(whole, 0.5 * noise)
+  with pytest.raises(data.DataError, match='--channel=0..1'):
+    batches.build_dataset(cfg.replace(channel=-1))
 
 
 def test_nan_samples_are_counted(tmp_path, noise):

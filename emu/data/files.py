@@ -103,13 +103,12 @@ def _pick_channel(audio, path, channel):
     return audio[:, 0]
   if channel is None:
     raise pairs.DataError(
-        f'{path} has {channels} channels; training reads a mono file: mix '
-        f'it down or keep one channel (e.g. sox {path} mono.wav remix 1) '
-        'and pass that file (in Python, emu.data.load_pair(..., '
-        f'channel=0..{channels - 1}) picks one)')
+        f'{path} has {channels} channels; training reads one: pass '
+        f'--channel=0..{channels - 1} (run.py; channel= in Python) or mix '
+        f'it down (e.g. sox {path} mono.wav remix 1-{channels})')
   if not 0 <= channel < channels:
-    raise pairs.DataError(f'channel={channel} but {path} has {channels} '
-                          f'channels (0..{channels - 1})')
+    raise pairs.DataError(f'--channel={channel} but {path} has {channels} '
+                          f'channels: pass --channel=0..{channels - 1}')
   return audio[:, channel]
 
 

@@ -17,7 +17,8 @@ def build_dataset(cfg: config_lib.Config) -> data_lib.Dataset:
   elif cfg.dataset == "files":
     dataset = data_lib.files_dataset(
         cfg.train_input, cfg.train_target, val2_files=cfg.val2_files,
-        compensate_latency=cfg.compensate_latency)
+        compensate_latency=cfg.compensate_latency,
+        channel=None if cfg.channel < 0 else cfg.channel)
   elif cfg.dataset == "knobs":
     dataset = data_lib.knob_dataset(
         jax.random.PRNGKey(cfg.seed), effect=cfg.effect,
