@@ -32,7 +32,7 @@ def _fitted(model, x, t, channels=1):
 
 
 @pytest.mark.parametrize("skip", [False, True])
-def test_lru_fit_is_the_biquad_of_the_signals(skip):
+def test_lru_fit_is_the_biquad_of_the_signals(skip, jitted):
   # Given a high-pass biquad's input and output (not its coefficients),
   b, a = scipy.signal.butter(2, 440, "highpass", fs=44100)
   x, t = _pair(b, a)
@@ -44,11 +44,11 @@ def test_lru_fit_is_the_biquad_of_the_signals(skip):
   want = scipy.signal.freqz(b, a, worN=freqs, fs=44100)[1]
   got = model.frequency_response(params, freqs)
   assert np.max(np.abs(got - want)) < 1e-4  # |H| is 1 in the pass band
-  y = model.apply(params, jnp.asarray(x)[None, :, None])[0][0, :, 0]
+  y = jitted(model)(params, jnp.asarray(x)[None, :, None])[0][0, :, 0]
   assert _esr(y, t) < 1e-9
 
 
-def test_lru_fit_of_real_poles_with_spare_modes():
+def test_lru_fit_of_real_poles_with_spare_modes(jitted):
   # Given two real poles and three modes (float32 signals: the fit must
   # not take rounding for two more poles), then all is finite and close.
   b, a = np.polymul([1., 0.], [1., 0.3]), np.polymul([1., -0.9], [1., -0.5])
@@ -56,7 +56,7 @@ def test_lru_fit_of_real_poles_with_spare_modes():
   model = lru.LRU(state_size=3, data_init=True)
   params = _fitted(model, x, t)
   assert all(np.all(np.isfinite(v)) for v in jax.tree.leaves(params))
-  y = model.apply(params, jnp.asarray(x)[None, :, None])[0][0, :, 0]
+  y = jitted(model)(params, jnp.asarray(x)[None, :, None])[0][0, :, 0]
   assert _esr(y, t) < 1e-6
 
 
@@ -79,7 +79,7 @@ def test_biquad_to_svf_is_the_same_filter():
                              rtol=1e-5, atol=1e-6)
 
 
-def test_svf_fit_follows_the_knob_between_settings():
+def test_svf_fit_follows_the_knob_between_settings(jitted):
   # Given the knob high-pass at four settings, 0.1 s each (its state
   # carried across the changes),
   settings = np.repeat([0., 1 / 3, 2 / 3, 1.], 4410)[:, None]
@@ -90,9 +90,9 @@ def test_svf_fit_follows_the_knob_between_settings():
   # then the fitted model matches the effect at an unseen setting too.
   test = knob_data.knob_pair("hpf_knob", audio[:4410],
                              np.full((4410, 1), 0.5), 44100)
-  y = model.apply(params, jnp.asarray(test.input)[None])[0][0, :, 0]
+  y = jitted(model)(params, jnp.asarray(test.input)[None])[0][0, :, 0]
   assert _esr(y, test.target) < 1e-4
-  y = model.apply(params, jnp.asarray(train.input)[None])[0][0, :, 0]
+  y = jitted(model)(params, jnp.asarray(train.input)[None])[0][0, :, 0]
   assert _esr(y, train.target) < 1e-8
 
 
