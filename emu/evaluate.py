@@ -35,7 +35,8 @@ NOISE_PEAK = 0.5
 RESPONSE_SIGNALS = {
     "response_error": (
         f"small signal: an impulse of amplitude {IMPULSE_AMPLITUDE:g} "
-        "(-20 dBFS) into the model at rest"),
+        "(-20 dBFS) into the model at rest, less its output on silence "
+        "(idle_output), divided by the amplitude"),
     "noise_response_error": (
         f"full-scale noise: 12 s of uniform white noise of peak "
         f"{NOISE_PEAK:g} (-6 dBFS peak, -10.8 dBFS RMS), H = Pxy / Pxx"),
@@ -66,17 +67,35 @@ def predict(model, params, signal, method=None) -> np.ndarray:
   return stream.make_predict(model, method)(params, signal)
 
 
+def idle_output(model, params) -> dict:
+  """What the model outputs on silence from its initial state, over
+  IMPULSE_LENGTH samples: {"peak_dbfs", "final_dbfs" (the mean |output|
+  of the last tenth: a settled offset)}. 0 (-inf dBFS) for a linear
+  model; a recurrent net's state settles from zero to its own rest point,
+  a start-up transient and a DC offset that no loss on audio saw."""
+  y = np.abs(predict(model, params, np.zeros(IMPULSE_LENGTH, np.float32)))
+  return {"peak_dbfs": _dbfs(float(np.max(y))),
+          "final_dbfs": _dbfs(float(np.mean(y[-IMPULSE_LENGTH // 10:])))}
+
+
 def model_response(model, params, freqs_hz, sample_rate,
                    amplitude: float = IMPULSE_AMPLITUDE) -> np.ndarray:
   """The model's complex frequency response from its impulse response.
 
-  Exact for a linear time-invariant model; for a nonlinear one it is the
-  small-signal response at this impulse amplitude only (see
-  `model_noise_response` for the response to full-scale noise).
+  The impulse response is the output for an impulse less the output for
+  silence (`idle_output`), over the amplitude: the small-signal
+  (incremental) response, not the start-up transient or offset a
+  nonlinear model adds whatever the input, which would otherwise grow as
+  1 / amplitude in it. Exact for a linear time-invariant model (whose
+  output on silence is 0); for a nonlinear one it is the small-signal
+  response at this amplitude only (see `model_noise_response` for the
+  response to full-scale noise).
   """
   impulse = np.zeros(IMPULSE_LENGTH, np.float32)
   impulse[0] = amplitude
-  h = predict(model, params, impulse) / amplitude
+  silence = np.zeros(IMPULSE_LENGTH, np.float32)
+  h = (predict(model, params, impulse) -
+       predict(model, params, silence)) / amplitude
   spectrum = np.fft.rfft(h.astype(np.float64))
   grid = np.fft.rfftfreq(IMPULSE_LENGTH, 1.0 / sample_rate)
   return (np.interp(freqs_hz, grid, spectrum.real) +
@@ -379,6 +398,11 @@ def evaluate(model, params, dataset, workdir, cfg=None, history=None,
   report.update(errors)
   if errors:
     report["response_signals"] = dict(RESPONSE_SIGNALS)
+  if channels == 1:
+    report["idle_output"] = idle_output(model, params)
+    logging.info("output on silence: peak %.1f dBFS, settled %.1f dBFS",
+                 report["idle_output"]["peak_dbfs"],
+                 report["idle_output"]["final_dbfs"])
   if plot_dir and responses:
     plots.frequency_response(freqs, responses,
                              os.path.join(plot_dir, "frequency_response.png"))

@@ -87,6 +87,12 @@ def _extra_tables(report):
               f"(<code>{key}</code>)</p>" if key in signals else "")
       parts.append(f"<h3>{html.escape(title)}</h3>{note}" +
                    _facts_table(sorted(value.items())))
+  idle = report.get("idle_output")
+  if isinstance(idle, dict):
+    parts.append("<h3>Output on silence (from rest)</h3>"
+                 '<p class="muted">a start-up transient and offset that the '
+                 "small-signal response above leaves out</p>" +
+                 _facts_table(sorted(idle.items())))
   return "".join(parts)
 
 

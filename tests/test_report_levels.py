@@ -124,3 +124,29 @@ def test_a_run_folder_report_streams_in_a_child_and_labels_levels(tmp_path):
   assert "random gain -12 to +12 dB" in page
   assert "it checks little below -29.0 dBFS" in page
   assert "Measured in a child process pinned to one core" in page
+
+
+def test_small_signal_response_leaves_out_what_the_model_outputs_on_silence(
+    init):
+  # Given an LSTM, and the same LSTM with 0.05 more output bias (an offset
+  # on every sample, silence included: the head's bias feeds nothing back),
+  model = models.create("lstm", hidden_size=4)
+  params = init(model, jnp.zeros((1, 8, 1)))
+  offset = jax.tree.map(lambda a: a, params)
+  offset["params"]["b_out"] = params["params"]["b_out"] + 0.05
+  freqs = np.geomspace(20.0, 20000.0, 64)
+  # then its small-signal response is the same (the offset would add
+  # 0.05 / 0.1 to every sample of a raw impulse response),
+  np.testing.assert_allclose(
+      evaluate.model_response(model, offset, freqs, RATE),
+      evaluate.model_response(model, params, freqs, RATE), atol=1e-4)
+  # and the offset is what idle_output reports: |0.05 + rest| vs |rest|.
+  silence = np.zeros(evaluate.IMPULSE_LENGTH, np.float32)
+  rest = evaluate.predict(model, params, silence)
+  want = 20 * np.log10(np.mean(np.abs(rest[-len(rest) // 10:] + 0.05)))
+  assert evaluate.idle_output(model, offset)["final_dbfs"] == pytest.approx(
+      want, abs=0.01)
+  # A linear model at rest outputs nothing.
+  lru = models.create("lru", state_size=1, num_layers=1)
+  idle = evaluate.idle_output(lru, init(lru, jnp.zeros((1, 8, 1))))
+  assert idle["peak_dbfs"] == -np.inf and idle["final_dbfs"] == -np.inf
