@@ -59,6 +59,8 @@ def _define_flags():
   flags.DEFINE_integer("wiener_post_modes", 2, "Modes after the shaper.")
   flags.DEFINE_integer("wiener_width", 16, "Shaper tanh units.")
   flags.DEFINE_float("wiener_max_gain", 32.0, "Largest initial shaper gain.")
+  flags.DEFINE_bool("wiener_bounded", True, "Saturating linear path "
+                    "(--nowiener_bounded: c u).")
   flags.DEFINE_integer("wiener_residual", 0, "Residual WaveNet channels.")
   flags.DEFINE_float("wiener_lr", 1e-2, "Adam's rate (wiener).")
   flags.DEFINE_float("wiener_lr_decay", 0.99, "Rate factor per epoch.")
@@ -95,6 +97,7 @@ def model_config(name, recording):
             post_modes=FLAGS.wiener_post_modes,
             shaper_width=FLAGS.wiener_width,
             shaper_max_gain=FLAGS.wiener_max_gain,
+            shaper_bounded=FLAGS.wiener_bounded,
             residual_channels=FLAGS.wiener_residual),
         segment_length=FLAGS.wiener_segment, warmup=FLAGS.wiener_warmup,
         batch_size=FLAGS.wiener_batch, loss=_weights(FLAGS.wiener_loss),

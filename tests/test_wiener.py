@@ -66,12 +66,30 @@ def test_starts_as_the_dry_signal(jitted, init):
   # Given a fresh model (random filter modes, random shaper gains),
   x = _noise((2, 200, 1))
   params = init(TINY, x)
-  # then its output is its input: the gates and the shaper's units are 0.
+  # then its output is its input through the bounded shaper's linear path
+  # alone (the gates and the shaper's units are 0): x to within 0.3%.
   y, _ = jitted(TINY)(params, x, None)
-  np.testing.assert_allclose(y, x, atol=1e-7)
+  span = wiener.BOUNDED_SPAN
+  np.testing.assert_allclose(y, span * np.tanh(np.asarray(x) / span),
+                             atol=1e-6)
+  quiet = np.abs(np.asarray(x)) <= 0.7
+  np.testing.assert_allclose(np.asarray(y)[quiet], np.asarray(x)[quiet],
+                             rtol=3e-3)
   for which in ("pre", "post"):
     np.testing.assert_allclose(
         TINY.block_response(params, which, [100., 5000.]), 1., atol=1e-7)
+
+
+def test_bounded_shaper_starts_near_identity_and_saturates():
+  # Given a bounded shaper at its start,
+  shaper = wiener.Shaper(width=3, bounded=True)
+  u = jnp.float32([-0.7, -0.1, 0.3, 0.7, 1e3])[:, None]
+  params = shaper.init(jax.random.PRNGKey(0), u)
+  v = np.asarray(shaper.apply(params, u))[:, 0]
+  # then it passes the training levels nearly as they are, and goes flat
+  # at its span far beyond them.
+  np.testing.assert_allclose(v[:4], np.asarray(u)[:4, 0], rtol=3e-3)
+  assert v[4] == pytest.approx(wiener.BOUNDED_SPAN)
 
 
 def test_refuses_knob_channels(init):
@@ -97,7 +115,8 @@ def test_equals_filter_curve_filter_reference(jitted, init):
   b_pre, a_pre = scipy.signal.iirpeak(800., 2., fs=SR)
   b_pre, a_pre = 1.5 * b_pre + 0.2 * a_pre, a_pre
   b_post, a_post = scipy.signal.butter(1, 3000., fs=SR)
-  model = wiener.Wiener(pre_modes=1, post_modes=1, shaper_width=1)
+  model = wiener.Wiener(pre_modes=1, post_modes=1, shaper_width=1,
+                        shaper_bounded=False)
   x = _noise((1, 3000, 1), seed=5, scale=0.6)
   params = init(model, x)
   inner = dict(params["params"])
