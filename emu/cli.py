@@ -33,7 +33,7 @@ MODEL_FLAGS = {
     "hidden_size": ("int", "Recurrent units (lstm, gru)."),
     "num_layers": ("int", "Stacked layers (lstm, gru, lru, svf)."),
     "skip": ("bool", "Add the input audio to the output."),
-    "unroll": ("int", "lax.scan unroll (lstm, gru, lru, svf)."),
+    "unroll": ("int", "lax.scan unroll (lstm, gru, lru, svf, wiener)."),
     "forget_bias": ("float", "Initial forget-gate bias (lstm)."),
     "channels": ("int", "Channels (wavenet)."),
     "kernel_size": ("int", "Kernel size (wavenet, thesis_cnn)."),
@@ -49,7 +49,20 @@ MODEL_FLAGS = {
     "knob_sweep_hz": ("floats", "LOW,HIGH: start each filter's cutoff at "
                       "LOW (knob 0) to HIGH (knob 1), log (lru, svf)."),
     "backend": (("associative", "sequential"),
-                "Recurrence backend for long calls (lru, svf)."),
+                "Recurrence backend for long calls (lru, svf, wiener)."),
+    "pre_modes": ("int", "Complex modes of the filter before the shaper; 0 "
+                  "= none (wiener)."),
+    "post_modes": ("int", "Complex modes of the filter after the shaper; 0 "
+                   "= none (wiener)."),
+    "shaper_width": ("int", "tanh units of the memoryless shaper (wiener)."),
+    "shaper_max_gain": ("float", "Largest initial shaper gain; gains start "
+                        "spread from 1 to it (wiener)."),
+    "shaper_bounded": ("bool", "The shaper's linear path saturates, "
+                       "c*s*tanh(u/s) (wiener)."),
+    "residual_channels": ("int", "Channels of a gated WaveNet on the "
+                          "residual; 0 = none (wiener)."),
+    "residual_dilations": ("ints", "Dilations of that residual WaveNet "
+                           "(wiener)."),
     "data_init": ("bool", "Start from a least-squares fit of the training "
                   "pair instead of the random start (one-layer lru, svf)."),
 }

@@ -35,12 +35,8 @@ from benchmarks import capture  # pylint: disable=g-import-not-at-top
 from benchmarks import devices  # pylint: disable=g-import-not-at-top
 from emu import cli  # pylint: disable=g-import-not-at-top
 from emu import config as config_lib  # pylint: disable=g-import-not-at-top
-from emu import models  # pylint: disable=g-import-not-at-top
 from emu import stream  # pylint: disable=g-import-not-at-top
 from emu import train  # pylint: disable=g-import-not-at-top
-
-# Until emu/models/__init__.py lists it.
-models._REGISTRY.setdefault("wiener", ("emu.models.wiener", "Wiener"))  # pylint: disable=protected-access
 
 FLAGS = flags.FLAGS
 SAMPLE_RATE = 44100

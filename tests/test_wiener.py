@@ -7,14 +7,10 @@ import pytest
 import scipy.signal
 
 from emu import config as config_lib
-from emu import models
 from emu import train
 from emu.data import pairs
 from emu.models import ssm_init
 from emu.models import wiener
-
-# Registered here until emu/models/__init__.py lists it.
-models._REGISTRY.setdefault("wiener", ("emu.models.wiener", "Wiener"))  # pylint: disable=protected-access
 
 SR = 44100
 # Every part present (a residual WaveNet too), at tiny sizes: one model,

@@ -27,6 +27,7 @@ _REGISTRY = {
     "nam_wavenet": ("emu.models.nam_wavenet", "NamWaveNet"),
     "lru": ("emu.models.lru", "LRU"),
     "svf": ("emu.models.svf", "SVF"),
+    "wiener": ("emu.models.wiener", "Wiener"),
 }
 
 
