@@ -14,6 +14,7 @@ import jax
 from emu import config as config_lib
 from emu import data as data_lib
 from emu import datareport
+from emu import metrics
 from emu import evaluate as evaluate_lib
 from emu import models
 from emu import report_html
@@ -94,16 +95,19 @@ def parameter_count(cfg: config_lib.Config) -> int:
   return sum(int(s.size) for s in jax.tree.leaves(shapes))
 
 
-def summary_line(workdir: str, report: dict) -> str:
-  """The one line a finished run prints."""
+def summary_line(workdir: str, report: dict, cfg=None) -> str:
+  """The one line a finished run prints (cfg: the run's Config, if known:
+  a recorded pair, dataset 'files', gets no advice to add a val2)."""
   line = [f"{workdir}: {report['model']} ({report['parameters']} "
           f"parameters), {report['epochs']} epochs in "
           f"{report['train_seconds']:.0f} s"]
   for name in ("val1", "val2"):
     if name in report:
-      line.append(f"{name} ESR {report[name]['esr']:.3e}, acc12 "
-                  f"{report[name]['acc12']:.3f}")
-  if "val2" not in report:
+      verdict = metrics.nam_verdict(report[name]["esr"])
+      line.append(f"{name} ESR {report[name]['esr']:.3e} (NAM: {verdict}), "
+                  f"acc12 {report[name]['acc12']:.3f}")
+  # A recording's own pair has no val2 (the voice would need the device).
+  if "val2" not in report and getattr(cfg, "dataset", None) != "files":
     line.append(NO_VAL2)
   return "; ".join(line)
 

@@ -135,7 +135,7 @@ def main(argv):
     print(f"process {jax.process_index()} of {jax.process_count()}: trained "
           "in lockstep; process 0 wrote the run folder (its --workdir)")
   else:
-    print(pipeline.summary_line(FLAGS.workdir, report))
+    print(pipeline.summary_line(FLAGS.workdir, report, cfg))
   return 0
 
 

@@ -80,3 +80,15 @@ def test_the_summary_line_says_when_val2_is_missing_and_how_to_add_it():
   assert "no val2" in line and "--val2_files" in line and "alsa-utils" in line
   report["val2"] = {"esr": 0.25, "acc12": 0.2}
   assert "no val2" not in pipeline.summary_line("runs/x", report)
+  # NAM's verdict beside each ESR (its thresholds: metrics.nam_verdict).
+  assert "val1 ESR 5.000e-01 (NAM: ...Something seems to have gone wrong.)" \
+      in pipeline.summary_line("runs/x", report)
+  assert "val2 ESR 2.500e-01 (NAM: ...This probably won't sound great :()" \
+      in pipeline.summary_line("runs/x", report)
+  # A recording's own pair cannot have val2: no advice to add one.
+  del report["val2"]
+  report.update(val1={"esr": 0.004, "acc12": 0.3})
+  assert "no val2" in pipeline.summary_line("runs/x", report)
+  line = pipeline.summary_line("runs/x", report, config_lib.Config(
+      dataset="files", train_input="in.wav", train_target="rec.wav"))
+  assert "no val2" not in line and "(NAM: Great!)" in line
