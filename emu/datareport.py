@@ -44,6 +44,7 @@ from emu import data as data_lib
 from emu import metrics
 from emu import testsignal
 from emu import workdir as workdir_lib
+from emu.data import files as files_lib
 from emu.data import latency as latency_lib
 from emu.data import nam_layout
 
@@ -84,11 +85,13 @@ def _read_mono(path, channel, warnings_):
         f"{path}: cannot read it as audio ({err}); soundfile reads WAV, "
         "FLAC, OGG and AIFF: convert it first, e.g. ffmpeg -i in.mp3 "
         "out.wav") from None
+  # As training refuses it (load_pair): no level or latency means anything.
+  files_lib.check_finite(audio, path, rate)
   if audio.shape[1] > 1:
     pick = 0 if channel is None else channel
     warnings_.append(f"{path} has {audio.shape[1]} channels; reporting "
-                     f"channel {pick} (training needs a mono file: mix it "
-                     "down or keep one channel)")
+                     f"channel {pick} (training reads one: pass "
+                     f"--channel={pick} to run.py, or mix it down)")
     return audio[:, pick], rate
   return audio[:, 0], rate
 

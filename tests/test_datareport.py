@@ -146,3 +146,20 @@ def test_report_files_writes_json(recording):
                                    workdir=str(workdir), log=False)
   with open(workdir / "data_report.json") as f:
     assert json.load(f) == report
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_file_is_refused_as_training_refuses_it(tmp_path, bad):
+  # Given a target with one NaN (or inf) sample, then the report stops with
+  # load_pair's message (count and place) instead of formatting "nan" levels.
+  x = (0.3 * np.random.default_rng(0).normal(size=RATE)).astype(np.float32)
+  y = x.copy()
+  y[100] = bad
+  sf.write(tmp_path / "in.wav", x, RATE)
+  sf.write(tmp_path / "out.wav", y, RATE, subtype="FLOAT")
+  paths = (str(tmp_path / "in.wav"), str(tmp_path / "out.wav"))
+  want = "out.wav has 1 NaN/inf samples \\(first at sample 100"
+  with pytest.raises(data_lib.DataError, match=want):
+    datareport.data_report(paths)
+  with pytest.raises(data_lib.DataError, match=want):
+    data_lib.load_pair(*paths)

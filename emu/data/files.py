@@ -121,14 +121,21 @@ def read_mono(path, channel=None):
   return _pick_channel(audio, path, channel), rate
 
 
-def check_samples(audio, path, sample_rate):
-  """DataError for NaN/inf or a silent signal; warns for clipped samples."""
+def check_finite(audio, path, sample_rate):
+  """DataError naming how many NaN/inf samples `path` has, and where."""
   bad = ~np.isfinite(audio)
   if bad.any():
     first = int(np.argmax(bad))
+    if np.ndim(bad) > 1:
+      first = int(np.argmax(bad.any(axis=1)))
     raise pairs.DataError(
         f'{path} has {int(bad.sum())} NaN/inf samples (first at sample '
         f'{first}, {first / sample_rate:.3f} s); re-render or repair it')
+
+
+def check_samples(audio, path, sample_rate):
+  """DataError for NaN/inf or a silent signal; warns for clipped samples."""
+  check_finite(audio, path, sample_rate)
   peak = float(np.max(np.abs(audio), initial=0.))
   if peak <= SILENCE_PEAK:
     raise pairs.DataError(f'{path} is silent (peak {peak:.1e}); check that '
