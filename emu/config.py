@@ -150,7 +150,9 @@ class Config:
     if not self.learning_rate >= 0:  # a negative rate climbs the loss
       raise ValueError(
           f"learning_rate must be >= 0, got {self.learning_rate} "
-          "(--learning_rate=5e-3 is the default)")
+          f"(--learning_rate="
+          f"{type(self).__dataclass_fields__['learning_rate'].default:g} is "
+          "the default)")
     for name in ("warmup", "tbptt", "patience", "time_budget_s", "gain_db",
                  "checkpoint_every_s",
                  "train_seconds", "grad_clip", "min_delta"):
