@@ -59,6 +59,11 @@ class Config:
   train_target: str = _field(
       "", "Target WAV, the input recorded through the device (dataset "
       "'files'); its last 10% becomes val1.")
+  train_manifest: str = _field(
+      "", "A JSON manifest of recordings of one device at several knob "
+      "settings (dataset 'files', instead of train_input and train_target; "
+      "the format: emu.data.manifest): knob values in [0, 1]; val1 its "
+      "validation recordings, at settings never trained on.")
   compensate_latency: bool = _field(
       False, "Shift a target that lags its input into line instead of "
       "refusing the pair (dataset 'files').")
@@ -171,9 +176,21 @@ class Config:
           f"must be a multiple of tbptt ({self.tbptt})")
     if not self.loss:
       raise ValueError("loss needs at least one term, e.g. {'esr': 1.0}")
-    if self.dataset == "files" and not (self.train_input and
-                                        self.train_target):
-      raise ValueError("dataset 'files' needs train_input and train_target")
+    if self.train_manifest and self.dataset != "files":
+      raise ValueError(f"train_manifest lists your own recordings: it needs "
+                       f"dataset 'files', got {self.dataset!r}")
+    if self.train_manifest and (self.train_input or self.train_target):
+      raise ValueError(
+          "train_manifest and train_input/train_target both given: the "
+          "manifest lists every recording, so leave --train_input and "
+          "--train_target empty (or drop --train_manifest)")
+    if self.train_manifest and self.layout != "plain":
+      raise ValueError(f"layout {self.layout!r} reads one pair, not a "
+                       "manifest: leave --layout=plain with --train_manifest")
+    if self.dataset == "files" and not self.train_manifest and not (
+        self.train_input and self.train_target):
+      raise ValueError("dataset 'files' needs train_input and train_target "
+                       "(or train_manifest)")
     # Freeze the mappings and sequences so the value is truly immutable.
     object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
     object.__setattr__(self, "loss", dict(self.loss))

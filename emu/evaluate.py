@@ -384,8 +384,13 @@ def evaluate(model, params, dataset, workdir, cfg=None, history=None,
       "parameters": parameter_count(params),
       **(train_info or {}),
   }
-  knobs = effects.knob_effect(cfg.effect).knobs if (
-      getattr(dataset, "knobs", ()) and cfg is not None) else ()
+  knobs = ()
+  if getattr(dataset, "knobs", ()) and cfg is not None:
+    # A knob effect's knobs give values in their units; recordings'
+    # (a manifest's) knobs are known by name only: normalised values.
+    knobs = (effects.knob_effect(cfg.effect).knobs if cfg.dataset == "knobs"
+             else tuple(effects.Knob(name, 0.0, 1.0)
+                        for name in dataset.knobs))
   for name, pair in (("val1", dataset.val1), ("val2", dataset.val2)):
     if pair is not None:
       report[name] = _evaluate_set(model, params, name, pair, sample_rate,

@@ -75,8 +75,8 @@ def _before_training(cfg, workdir, overwrite):
   train_loop.check_config(cfg)
   workdir_lib.check_writable(workdir)
   workdir_lib.check_resumable(cfg, workdir, overwrite)
-  if cfg.dataset != "files":
-    return None
+  if cfg.dataset != "files" or cfg.train_manifest:
+    return None  # a manifest's recordings: load_pair checks each
   # Levels, latency and the device's repeatability, before any training.
   return datareport.report_files(cfg.train_input, cfg.train_target)
 
@@ -87,6 +87,8 @@ def parameter_count(cfg: config_lib.Config) -> int:
   if cfg.dataset == "knobs":
     from emu import effects  # pylint: disable=g-import-not-at-top
     channels += len(effects.knob_effect(cfg.effect).knobs)
+  elif cfg.dataset == "files" and cfg.train_manifest:
+    channels += len(data_lib.knob_names(cfg.train_manifest))
   model = models.build_model(cfg, channels, cfg.sample_rate)
   length = cfg.window if cfg.mode == "window" else 256
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),

@@ -15,10 +15,13 @@ One job per module; every public name is re-exported here as `emu.data.X`:
             recording) read as NAM reads it: `nam_dataset`,
             `read_nam_pair`, and NAM's `calibrate_latency`,
             `replicate_esr` and `detect_version`.
+  manifest  knob capture: a JSON manifest of recordings of one device
+            at several knob settings (`read_manifest`, `knob_names`) as a
+            knob Dataset (`manifest_dataset`), each read by `load_pair`.
   latency   `estimate_latency`: how far a target lags its input.
 
 Imports among them run one way: knobs uses recipes, recipes uses files,
-nam_layout uses files, files uses latency, and all but latency use pairs.
+nam_layout and manifest use files, files uses latency, and all but latency use pairs.
 """
 
 # pylint: disable=g-importing-member
@@ -37,6 +40,9 @@ from emu.data.knobs import knob_dataset
 from emu.data.knobs import knob_grids
 from emu.data.knobs import knob_pair
 from emu.data.latency import estimate_latency
+from emu.data.manifest import knob_names
+from emu.data.manifest import manifest_dataset
+from emu.data.manifest import read_manifest
 from emu.data.nam_layout import calibrate_latency
 from emu.data.nam_layout import detect_version
 from emu.data.nam_layout import nam_dataset

@@ -11,7 +11,12 @@ from emu import data as data_lib
 
 def build_dataset(cfg: config_lib.Config) -> data_lib.Dataset:
   """The Dataset a config names (synthetic recipe or the user's files)."""
-  if cfg.dataset == "files" and cfg.layout == "nam":
+  if cfg.dataset == "files" and cfg.train_manifest:
+    dataset = data_lib.manifest_dataset(
+        cfg.train_manifest, val2_files=cfg.val2_files,
+        compensate_latency=cfg.compensate_latency,
+        channel=None if cfg.channel < 0 else cfg.channel)
+  elif cfg.dataset == "files" and cfg.layout == "nam":
     dataset = data_lib.nam_dataset(cfg.train_input, cfg.train_target,
                                    val2_files=cfg.val2_files)
   elif cfg.dataset == "files":
