@@ -21,7 +21,8 @@ One job per module; every public name is re-exported here as `emu.data.X`:
   latency   `estimate_latency`: how far a target lags its input.
 
 Imports among them run one way: knobs uses recipes, recipes uses files,
-nam_layout and manifest use files, files uses latency, and all but latency use pairs.
+nam_layout and manifest use files, files uses latency, and all but
+latency use pairs.
 """
 
 # pylint: disable=g-importing-member
