@@ -37,7 +37,6 @@ import sys
 from absl import logging
 import numpy as np
 import scipy.fft
-import soundfile as sf
 
 from emu import cli
 from emu import data as data_lib
@@ -76,15 +75,7 @@ def _levels(x):
 
 
 def _read_mono(path, channel, warnings_):
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} does not exist")
-  try:
-    audio, rate = sf.read(path, dtype="float32", always_2d=True)
-  except (RuntimeError, sf.SoundFileError) as err:
-    raise data_lib.DataError(
-        f"{path}: cannot read it as audio ({err}); soundfile reads WAV, "
-        "FLAC, OGG and AIFF: convert it first, e.g. ffmpeg -i in.mp3 "
-        "out.wav") from None
+  audio, rate = files_lib.read_audio(path)  # as training reads it
   # As training refuses it (load_pair): no level or latency means anything.
   files_lib.check_finite(audio, path, rate)
   if audio.shape[1] > 1:

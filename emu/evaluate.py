@@ -67,19 +67,27 @@ def predict(model, params, signal, method=None) -> np.ndarray:
   return stream.make_predict(model, method)(params, signal)
 
 
-def idle_output(model, params) -> dict:
+def rest_output(model, params) -> np.ndarray:
+  """The model's output for IMPULSE_LENGTH samples of silence from its
+  initial state ([time])."""
+  return predict(model, params, np.zeros(IMPULSE_LENGTH, np.float32))
+
+
+def idle_output(model, params, rest=None) -> dict:
   """What the model outputs on silence from its initial state, over
   IMPULSE_LENGTH samples: {"peak_dbfs", "final_dbfs" (the mean |output|
   of the last tenth: a settled offset)}. 0 (-inf dBFS) for a linear
   model; a recurrent net's state settles from zero to its own rest point,
-  a start-up transient and a DC offset that no loss on audio saw."""
-  y = np.abs(predict(model, params, np.zeros(IMPULSE_LENGTH, np.float32)))
+  a start-up transient and a DC offset that no loss on audio saw.
+  rest: `rest_output`, if already computed."""
+  y = np.abs(rest_output(model, params) if rest is None else rest)
   return {"peak_dbfs": _dbfs(float(np.max(y))),
           "final_dbfs": _dbfs(float(np.mean(y[-IMPULSE_LENGTH // 10:])))}
 
 
 def model_response(model, params, freqs_hz, sample_rate,
-                   amplitude: float = IMPULSE_AMPLITUDE) -> np.ndarray:
+                   amplitude: float = IMPULSE_AMPLITUDE,
+                   rest=None) -> np.ndarray:
   """The model's complex frequency response from its impulse response.
 
   The impulse response is the output for an impulse less the output for
@@ -89,13 +97,13 @@ def model_response(model, params, freqs_hz, sample_rate,
   1 / amplitude in it. Exact for a linear time-invariant model (whose
   output on silence is 0); for a nonlinear one it is the small-signal
   response at this amplitude only (see `model_noise_response` for the
-  response to full-scale noise).
+  response to full-scale noise). rest: `rest_output`, if already computed.
   """
   impulse = np.zeros(IMPULSE_LENGTH, np.float32)
   impulse[0] = amplitude
-  silence = np.zeros(IMPULSE_LENGTH, np.float32)
-  h = (predict(model, params, impulse) -
-       predict(model, params, silence)) / amplitude
+  if rest is None:
+    rest = rest_output(model, params)
+  h = (predict(model, params, impulse) - rest) / amplitude
   spectrum = np.fft.rfft(h.astype(np.float64))
   grid = np.fft.rfftfreq(IMPULSE_LENGTH, 1.0 / sample_rate)
   return (np.interp(freqs_hz, grid, spectrum.real) +
@@ -195,7 +203,7 @@ def _evaluate_set(model, params, name, pair, sample_rate, audio_dir,
   return result
 
 
-def _responses(model, params, sample_rate, channels, cfg):
+def _responses(model, params, sample_rate, channels, cfg, rest=None):
   """(freqs, {label: complex response}, report entries) of the model and,
   for a named biquad effect, of the true answer with the model's error.
 
@@ -206,7 +214,7 @@ def _responses(model, params, sample_rate, channels, cfg):
                        RESPONSE_POINTS)
   if channels != 1:
     return freqs, {}, {}
-  h_model = model_response(model, params, freqs, sample_rate)
+  h_model = model_response(model, params, freqs, sample_rate, rest=rest)
   h_noise = model_noise_response(model, params, freqs, sample_rate)
   responses = {"model (impulse)": h_model, "model (noise)": h_noise}
   h_true = known_response(cfg.effect, sample_rate, freqs) if (
@@ -398,13 +406,14 @@ def evaluate(model, params, dataset, workdir, cfg=None, history=None,
 
   channels = 1 if dataset.val1.input.ndim == 1 else (
       dataset.val1.input.shape[-1])
+  rest = rest_output(model, params) if channels == 1 else None
   freqs, responses, errors = _responses(model, params, sample_rate,
-                                        channels, cfg)
+                                        channels, cfg, rest)
   report.update(errors)
   if errors:
     report["response_signals"] = dict(RESPONSE_SIGNALS)
-  if channels == 1:
-    report["idle_output"] = idle_output(model, params)
+  if rest is not None:
+    report["idle_output"] = idle_output(model, params, rest)
     logging.info("output on silence: peak %.1f dBFS, settled %.1f dBFS",
                  report["idle_output"]["peak_dbfs"],
                  report["idle_output"]["final_dbfs"])

@@ -228,17 +228,26 @@ def write_history(workdir: str, history):
 def append_history(workdir: str, row):
   """Adds one row to metrics.jsonl; on process 0 only (`writes_here`).
 
-  The file is rewritten whole (atomically, a few kB) rather than appended
-  to, so a full disk never leaves half a row in it.
+  Appended (a run's epochs cost one row each, not the whole file again); a
+  failed write (a full disk) truncates the file back to its rows before,
+  so it never keeps half a row.
   """
   if not writes_here():
     return
   metrics_path = path(workdir, METRICS)
-  old = ""
-  if os.path.exists(metrics_path):
-    with open(metrics_path) as f:
-      old = f.read()
-  _write_atomic(metrics_path, old + json.dumps(row) + "\n")
+  size = (os.path.getsize(metrics_path) if os.path.exists(metrics_path)
+          else None)
+  with _writing(metrics_path):
+    try:
+      with open(metrics_path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    except OSError:
+      if size is None:
+        if os.path.exists(metrics_path):
+          os.remove(metrics_path)
+      else:
+        os.truncate(metrics_path, size)
+      raise
 
 
 def write_dataset_info(workdir: str, dataset, channels: int):

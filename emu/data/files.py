@@ -34,7 +34,7 @@ CLIP_LEVEL = 0.999
 SILENCE_PEAK = 1e-6  # -120 dBFS: below one 16-bit step.
 
 
-def _read(path):
+def read_audio(path):
   """(float32 [time, channels], sample rate) or DataError naming `path`."""
   if not os.path.isfile(path):
     raise pairs.DataError(f'{path}: file not found; check the path')
@@ -81,7 +81,7 @@ def load_voice(paths, sample_rate=44100):
   gap = np.zeros(int(round(VOICE_GAP_SECONDS * sample_rate)), np.float32)
   clips = []
   for path in paths:
-    audio, rate = _read(os.fspath(path))
+    audio, rate = read_audio(os.fspath(path))
     if audio.shape[1] > 1:
       logging.info('%s: mixing %d channels to mono', path, audio.shape[1])
     clip = audio.mean(axis=1)
@@ -117,7 +117,7 @@ def read_mono(path, channel=None):
 
   A mono file is read as it is; a multi-channel one needs `channel`.
   """
-  audio, rate = _read(path)
+  audio, rate = read_audio(path)
   return _pick_channel(audio, path, channel), rate
 
 
@@ -169,8 +169,8 @@ def load_pair(input_path, target_path, channel=None,
   Returns:
     (Pair, sample_rate in Hz).
   """
-  audio_in, rate_in = _read(input_path)
-  audio_out, rate_out = _read(target_path)
+  audio_in, rate_in = read_audio(input_path)
+  audio_out, rate_out = read_audio(target_path)
   if rate_in != rate_out:
     raise pairs.DataError(
         f'{input_path} is at {rate_in} Hz but {target_path} is at '
