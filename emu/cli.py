@@ -63,6 +63,10 @@ MODEL_FLAGS = {
                           "residual; 0 = none (wiener)."),
     "residual_dilations": ("ints", "Dilations of that residual WaveNet "
                            "(wiener)."),
+    "dynamics_width": ("int", "Hinges of a compressor stage's gain curve "
+                       "(a peak detector and gain smoothing, attack and "
+                       "release learned) before the shaper; 0 = none "
+                       "(wiener)."),
     "data_init": ("bool", "Start from a least-squares fit of the training "
                   "pair instead of the random start (one-layer lru, svf)."),
 }

@@ -56,6 +56,8 @@ MIN_REPEAT_SECONDS = 0.1
 # energy under which two blocks count as the same audio.
 REPEAT_BLOCK_SECONDS = 0.01
 REPEAT_MATCH = 1e-4
+# Autocorrelation peaks tried as the repeat's lag.
+REPEAT_CANDIDATES = 32
 
 
 def _db(value):
@@ -90,8 +92,9 @@ def _read_mono(path, channel, warnings_):
 def find_repeat(x, sample_rate, min_seconds=MIN_REPEAT_SECONDS):
   """Finds audio that the input plays twice, by autocorrelation.
 
-  The strongest peaks of the input's autocorrelation at lags of at least
-  `min_seconds` are candidate periods L; for each, blocks of
+  The strongest local peaks of the input's half-whitened autocorrelation
+  (the inverse transform of |X|) at lags of at least `min_seconds` are
+  candidate periods L; for each, blocks of
   REPEAT_BLOCK_SECONDS where x[t + L] matches x[t] (relative difference
   energy under REPEAT_MATCH) are found and the longest run of them that
   holds sound, not only silence, is the repeat.
@@ -111,12 +114,19 @@ def find_repeat(x, sample_rate, min_seconds=MIN_REPEAT_SECONDS):
     return None
   nfft = scipy.fft.next_fast_len(2 * n)
   spectrum = scipy.fft.rfft(x, nfft)
-  auto = scipy.fft.irfft(np.abs(spectrum) ** 2, nfft)[:n]
+  # |X|, not |X|^2: half-whitened, so a loud tonal passage (whose peaks
+  # sit at multiples of its period) does not outrank the exact repeat.
+  auto = scipy.fft.irfft(np.abs(spectrum), nfft)[:n]
   auto[:min_lag] = 0.0
   block = max(int(REPEAT_BLOCK_SECONDS * sample_rate), 1)
   floor = 1e-12 * block
   best = None
-  for lag in np.argsort(auto)[::-1][:8]:
+  # Candidates: the strongest local peaks of the autocorrelation (a tonal
+  # passage's peaks, at multiples of its period, can outrank the repeat's;
+  # each is checked by the block match below).
+  peaks = np.nonzero((auto[1:-1] >= auto[:-2]) & (auto[1:-1] > auto[2:]))[0]
+  peaks = peaks + 1
+  for lag in peaks[np.argsort(auto[peaks])[::-1][:REPEAT_CANDIDATES]]:
     lag = int(lag)
     if auto[lag] <= 0.0:
       break

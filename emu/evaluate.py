@@ -166,12 +166,16 @@ def _evaluate_set(model, params, name, pair, sample_rate, audio_dir,
                   plot_dir, knobs=()) -> dict:
   """One validation set's metrics; writes its WAVs (and plots to plot_dir
   unless it is None). knobs: the effect's Knobs, for per-setting rows."""
-  output = predict(model, params, pair.input)
+  # Metrics, audio and plots are of the scored part; the model hears the
+  # warm-up (pair.context) first.
+  played, pair = pair, pair.scored()
+  output = played.trim(predict(model, params, played.input))
   audio_in = pair.input if pair.input.ndim == 1 else pair.input[:, 0]
   result = metrics.all_metrics(output, pair.target, x=audio_in,
                                sample_rate=sample_rate)
   if isinstance(model, ensemble_lib.Ensemble):
-    members = predict(model, params, pair.input, method="member_outputs")
+    members = played.trim(predict(model, params, played.input,
+                                  method="member_outputs"))
     result["members_esr"] = [metrics.esr(y, pair.target) for y in members]
   result["seconds"] = len(pair.input) / sample_rate
   for kind, audio in (("input", audio_in), ("target", pair.target),
@@ -278,6 +282,7 @@ def level_ranges(dataset, cfg=None) -> dict:
     little of one below validated_esr_floor_dbfs.
   """
   def audio(pair):
+    pair = pair.scored()
     return pair.input if pair.input.ndim == 1 else pair.input[:, 0]
 
   rate = dataset.sample_rate

@@ -68,6 +68,13 @@ def _family(model, fmt):
   takes = {"nam": "lstm, wavenet and nam_wavenet",
            "rtneural": "lstm, gru and ungated wavenet",
            "guitarml": "lstm and gru"}[fmt]
+  if name == "Wiener":
+    raise ExportError(
+        f"the grey-box wiener does not export to {fmt}: its state-space "
+        "filters and compressor stage are layers no plugin format holds. "
+        "Play it with python -m emu.apply (or emu.stream in a host), or "
+        "capture for NAM's plugin with --flagfile=experiments/"
+        f"capture_plugin.flags (a WaveNet; {fmt} takes {takes} models)")
   raise ExportError(
       f"a {name} does not export to {fmt}, which takes {takes} models; "
       f"retrain with one of those (--model=...)")

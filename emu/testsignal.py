@@ -15,8 +15,13 @@ silences, and its repeatability from the repeated segment. Parts, in order:
                  recordings differ only by the device's noise and drift
   sweeps         rising log sweep at -6 dBFS, falling at -18 dBFS
   noise          white at -30/-18/-6, pink at -24/-12/-3, brown at -12 dBFS
-  mix            pink, sweep and white bursts at varying levels (the end of
-                 a recording is what `files_dataset` holds out as val1)
+  mix            pink, sweep and white bursts at varying levels
+  played         what music and speech do that noise does not: plucked
+                 harmonic notes (random pitch, level and decay, some
+                 overlapping) and pink bursts under syllable-rate
+                 envelopes with pauses, over 40 dB of level, peaking at
+                 -1 dBFS as mastered audio does (the end of a recording is
+                 what `files_dataset` holds out as val1)
   blip_end       a second blip: latency again, so clock drift shows
   silence_tail   0.5 s   the last response rings out
 
@@ -43,6 +48,14 @@ FLAGS = flags.FLAGS
 
 LAYOUT_FORMAT = "emu-testsignal"
 LAYOUT_VERSION = 1
+# The played part's notes: fundamentals (Hz), decay times (s), lengths (s).
+NOTE_HZ = (60.0, 1200.0)
+NOTE_DECAY_S = (0.08, 1.2)
+NOTE_SECONDS = (0.08, 0.7)
+# Its bursts: syllables per second, and the level range of notes and
+# bursts below the part's peak (dB).
+SYLLABLE_HZ = 4.0
+PLAYED_RANGE_DB = 40.0
 SILENCE_SECONDS = 0.5
 BLIP_SECONDS = 0.25
 BLIP_PEAK = 0.5  # -6 dBFS
@@ -66,6 +79,7 @@ _CONTENT = (
     ("pink_-3dB", "pink", -3.0, 0.10),
     ("brown_-12dB", "brown", -12.0, 0.06),
     ("mix", "mix", -3.0, 0.14),
+    ("played", "played", -1.0, 0.20),
 )
 _SHARE_TOTAL = sum(s for *_, s in _CONTENT) + 0.10  # repeat is played twice
 
@@ -116,7 +130,7 @@ class _Sources:
     self.down = np.asarray(signals.sweep(self.sweep_len, sample_rate, top,
                                          SWEEP_LOW_HZ), np.float64)
     need = {"white": lengths["mix"], "pink": lengths["repeat"] +
-            lengths["mix"], "brown": 0}
+            lengths["mix"] + lengths["played"], "brown": 0}
     for name, kind, _, _ in _CONTENT:
       if kind in need:
         need[kind] += lengths[name]
@@ -134,6 +148,47 @@ class _Sources:
     at = self.used[kind]
     self.used[kind] += n
     return self.noise[kind][at:at + n].astype(np.float64)
+
+  def notes(self, n):
+    """float64 [n]: plucked notes one after another, a third of them over
+    the last: harmonics k = 1.. below Nyquist at 1/k (odd ones only for a
+    third of the notes), a 2 ms attack, an exponential decay."""
+    rate = self.sample_rate
+    out, at = np.zeros(n), 0
+    while at < n:
+      f0 = math.exp(self.rng.uniform(*np.log(NOTE_HZ)))
+      decay = math.exp(self.rng.uniform(*np.log(NOTE_DECAY_S)))
+      length = min(n - at, int(self.rng.uniform(*NOTE_SECONDS) * rate) + 1)
+      t = np.arange(length) / rate
+      ks = np.arange(1, max(int(0.45 * rate / f0), 1) + 1)
+      if self.rng.uniform() < 1 / 3:
+        ks = ks[ks % 2 == 1]
+      phases = self.rng.uniform(0., 2 * np.pi, len(ks))
+      tone = np.sin(2 * np.pi * f0 * t[:, None] * ks + phases) @ (1. / ks)
+      envelope = np.minimum(t / 0.002, 1.) * np.exp(-t / decay)
+      gain = _amplitude(-self.rng.uniform(0., PLAYED_RANGE_DB))
+      out[at:at + length] += gain * tone * envelope / np.max(np.abs(tone))
+      # the next note starts after this one, or (a third of the time)
+      # during it, as a chord or a legato line does
+      at += length if self.rng.uniform() > 1 / 3 else max(length // 3, 1)
+    return out
+
+  def bursts(self, n):
+    """float64 [n]: pink noise under syllable envelopes (raised-cosine
+    bumps of random length and level, SYLLABLE_HZ on average), with a
+    pause of 0.2-0.6 s after about one syllable in four."""
+    rate = self.sample_rate
+    envelope, at = np.zeros(n), 0
+    while at < n:
+      length = int(self.rng.uniform(0.5, 1.5) * rate / SYLLABLE_HZ) + 2
+      bump = np.sin(np.pi * np.arange(length) / length) ** 2
+      stop = min(n, at + length)
+      envelope[at:stop] = bump[:stop - at] * _amplitude(
+          -self.rng.uniform(0., PLAYED_RANGE_DB))
+      at = stop
+      if self.rng.uniform() < 0.25:
+        at += int(self.rng.uniform(0.2, 0.6) * rate)
+    return self.take("pink", n) * envelope
 
   def sweep_in(self, sweep, n):
     """The sweep centred in n samples of silence."""
@@ -154,6 +209,13 @@ class _Sources:
       triangle = 1.0 - np.abs(np.linspace(-1.0, 1.0, n))
       x = (self.take("pink", n) * triangle +
            _amplitude(-12) * self.sweep_in(self.down, n))
+    elif kind == "played":  # notes alone, bursts alone, then both, each
+      # third at the part's peak: training (the start) and val1 (the end)
+      # both reach it
+      third = np.minimum(np.arange(n) * 3 // n, 2)
+      x = self.notes(n) * (third != 1) + self.bursts(n) * (third != 0)
+      for i in range(3):
+        x[third == i] /= max(np.max(np.abs(x[third == i])), 1e-12)
     else:  # mix: pink at a level that steps every quarter, a sweep, bursts
       steps = _amplitude(self.rng.uniform(-24.0, 0.0, 4))
       levels = steps[np.minimum(np.arange(n) * 4 // n, 3)]
@@ -175,7 +237,7 @@ def make(sample_rate=48000, seconds=DEFAULT_SECONDS, seed=0):
     seed: seeds the noises (jax.random), so a seed gives the same file.
 
   Returns:
-    (audio float32 [samples] with peak <= BLIP_PEAK or -3 dBFS, layout dict:
+    (audio float32 [samples] with peak -1 dBFS (the played part), layout dict:
     {"format", "version", "sample_rate", "samples", "seconds", "seed",
     "segments": [{"name", "kind", "start", "end", "peak_dbfs"}] (samples,
     end exclusive), "blips": [sample, ...], "repeat": {"first": [start,

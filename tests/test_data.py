@@ -297,7 +297,8 @@ def test_the_channel_flag_picks_the_channel_a_run_trains_on(tmp_path, noise):
                       f"--train_target={paths[1]}\n--channel=1\n")
   cfg = cli.config_from_flagfile(str(flagfile))
   dataset = batches.build_dataset(cfg)
-  whole = np.concatenate([dataset.train.input, dataset.val1.input])
+  whole = np.concatenate([dataset.train.input,
+                          dataset.val1.scored().input])
   np.testing.assert_array_equal(whole, 0.5 * noise)
   with pytest.raises(data.DataError, match='--channel=0..1'):
     batches.build_dataset(cfg.replace(channel=-1))
@@ -330,7 +331,14 @@ def test_files_dataset_holds_out_the_tail(tmp_path, noise):
                           val_fraction=0.25)
   assert ds.name == 'files_in' and ds.sample_rate == SR and ds.val2 is None
   assert ds.train.input.shape == (3 * SR // 4,)
-  np.testing.assert_array_equal(ds.val1.target, target[3 * SR // 4:])
+  np.testing.assert_array_equal(ds.val1.scored().target,
+                                target[3 * SR // 4:])
+  # val1 is played after the audio before it (up to VAL1_CONTEXT_S, here
+  # the whole train part), which is not scored.
+  assert ds.val1.context == 3 * SR // 4
+  np.testing.assert_array_equal(ds.val1.input, noise)
+  np.testing.assert_array_equal(ds.val1.trim(np.arange(SR)),
+                                np.arange(3 * SR // 4, SR))
   with pytest.raises(data.DataError, match='val2 voice clips need targets'):
     data.files_dataset(*write_pair(tmp_path, noise, target),
                        val2_files=['voice.wav'])

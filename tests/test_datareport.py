@@ -61,7 +61,7 @@ def test_report_finds_delay_noise_floor_and_repeatability(recording):
   assert rep["esr"] == pytest.approx(_expected_repeat_esr(recording),
                                      rel=0.15)
   assert rep["esr_floor"] == pytest.approx(rep["esr"] / 2)
-  assert report["input"]["peak_dbfs"] == pytest.approx(-3.0, abs=0.01)
+  assert report["input"]["peak_dbfs"] == pytest.approx(-1.0, abs=0.01)
   assert report["input"]["clipped_samples"] == 0
   assert any("lags the input by 5 samples" in w for w in report["warnings"])
   text = datareport.format_report(report)

@@ -113,7 +113,7 @@ def _bench(tmp_path, *flags, timeout=600):
 
 
 # A tiny emu recipe on top of capture.flags: the pipeline, not the quality.
-_TINY = ["--emu_flag=--channels=2", "--emu_flag=--dilations=1,2,4",
+_TINY = ["--emu_flag=--shaper_width=2", "--emu_flag=--pre_modes=1",
          "--emu_flag=--segment_length=2048", "--emu_flag=--warmup=256",
          "--emu_flag=--stream_blocks="]
 
@@ -133,7 +133,7 @@ def test_given_a_tiny_budget_when_the_bench_runs_emu_then_a_scored_row(
   assert all(np.isfinite(v) for v in row["groups"].values())
   assert row["rtf"] > 0 and row["parameters"] > 0
   assert result["threads"] == 1
-  assert "| emu_compressor | emu wavenet |" in done.stdout
+  assert "| emu_compressor | emu wiener |" in done.stdout
 
 
 def test_given_an_unknown_device_when_the_bench_starts_then_one_error_line(
@@ -155,6 +155,6 @@ def test_given_nams_venv_when_the_bench_runs_then_nam_is_scored_too(
                 "--rtf_seconds=1", "--threads=1", *_TINY)
   assert done.returncode == 0, done.stderr[-3000:]
   rows = json.loads((tmp_path / "capture_bench.json").read_text())["rows"]
-  assert [r["model"] for r in rows] == ["emu wavenet", "NAM lstm_nano"]
+  assert [r["model"] for r in rows] == ["emu wiener", "NAM lstm_nano"]
   assert np.isfinite(rows[1]["groups"]["voice"])
   assert rows[1]["parameters"] > 0 and rows[1]["rtf"] > 0

@@ -265,6 +265,17 @@ def test_other_families_are_refused_naming_what_each_format_takes():
       export.export(model, None, fmt, 48000)
 
 
+def test_the_grey_box_is_refused_naming_the_plugin_recipe():
+  model = models.create("wiener", pre_modes=1, post_modes=1, shaper_width=2,
+                        dynamics_width=2)
+  for fmt in ("nam", "rtneural", "guitarml"):
+    with pytest.raises(export.ExportError,
+                       match="capture_plugin.flags.*takes .* models"):
+      export.export(model, None, fmt, 48000)
+  assert os.path.exists(os.path.join(os.path.dirname(__file__), "..",
+                                     "experiments", "capture_plugin.flags"))
+
+
 # ----------------------------------------------------------- ensembles
 
 

@@ -49,7 +49,7 @@ def test_layout_tiles_the_signal_in_order(made, rate):
 def test_repeats_are_identical_and_blips_are_single_samples(made, rate):
   audio, layout = made[rate]
   (a0, a1), (b0, b1) = layout["repeat"]["first"], layout["repeat"]["second"]
-  assert a1 - a0 == b1 - b0 > 0.2 * rate
+  assert a1 - a0 == b1 - b0 > 0.1 * rate
   np.testing.assert_array_equal(audio[a0:a1], audio[b0:b1])
   # Silence before each copy, so the device starts both from rest.
   assert not np.any(audio[a0 - 100:a0]) and not np.any(audio[b0 - 100:b0])

@@ -137,6 +137,24 @@ class TestTrainStep:
     assert len(offsets) == 1 and offsets.pop() <= 500
 
 
+  def test_epoch_batches_leave_out_silent_segments(self):
+    # Given a recording whose third and sixth 1000-sample segments are
+    # silent where they are scored (after the warm-up), and one that is
+    # 50 dB down (quiet, not silent),
+    cfg = tiny_config(segment_length=1000, batch_size=1, warmup=100)
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=6000).astype(np.float32)
+    t[2100:3000] = 0.
+    t[5100:6000] = 1e-5 * t[5100:6000]
+    t[3000:4000] *= 10 ** (-50 / 20)
+    pair = data_lib.Pair(t.copy(), t)
+    # the epoch trains on the other four, whatever the order.
+    firsts = [float(x[0, 0, 0]) for x, _ in
+              train.epoch_batches(cfg, pair, jax.random.PRNGKey(1))]
+    assert sorted(firsts) == sorted(float(t[s]) for s in (0, 1000, 3000,
+                                                           4000))
+
+
 class TestFit:
 
   def test_loss_falls_and_files_written(self, tmp_path):

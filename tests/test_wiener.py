@@ -16,7 +16,8 @@ SR = 44100
 # Every part present (a residual WaveNet too), at tiny sizes: one model,
 # so the contract checks compile once per block length.
 TINY = wiener.Wiener(pre_modes=2, post_modes=1, shaper_width=4,
-                     residual_channels=2, residual_dilations=(1, 2))
+                     residual_channels=2, residual_dilations=(1, 2),
+                     dynamics_width=2)
 
 
 def _noise(shape, seed=0, scale=0.4):
@@ -140,6 +141,36 @@ def test_equals_filter_curve_filter_reference(jitted, init):
       model.shaper_curve({"params": inner}, [-.5, 0., .7]),
       0.1 * np.float32([-.5, 0., .7]) + 0.5 * np.tanh(
           3. * (np.float32([-.5, 0., .7]) - 0.05)), atol=1e-6)
+
+
+def test_dynamics_is_pedalboards_compressor():
+  # Given pedalboard's Compressor (JUCE's dsp::Compressor: a peak
+  # ballistics filter on |x| with coefficients exp(-2 pi 1000 / (ms
+  # rate)), then a hard-knee gain (env / threshold)^(1 / ratio - 1)), on
+  # noise whose level steps every 50 ms over 50 dB,
+  pedalboard = pytest.importorskip("pedalboard")
+  rng = np.random.default_rng(0)
+  level = np.repeat(10. ** rng.uniform(-2.5, 0., 20), SR // 20)
+  x = (0.3 * level * rng.normal(size=level.size)).astype(np.float32)
+  target = pedalboard.Compressor(threshold_db=-20., ratio=4., attack_ms=20.,
+                                 release_ms=200.)(x[None], SR)[0]
+  # and the dynamics stage set to those equations (detector taus ms / (2
+  # pi 1000), no gain smoothing, one sharp hinge at log10 0.1 of slope
+  # 1/4 - 1),
+  stage = wiener.Dynamics(width=1, sample_rate=SR)
+  tau = lambda ms: ms / (2. * np.pi * 1000.)
+  params = {"tau": jnp.log(jnp.float32([tau(20.), tau(200.), 1e-9, 1e-9]))
+                   / wiener.TAU_RATE,
+            "log_gain": jnp.log(jnp.float32([1e4])),
+            "knee": jnp.float32([-1.]), "out": jnp.float32([1. / 4. - 1.]),
+            "slope": jnp.float32(0.), "offset": jnp.float32(0.)}
+  y, _ = jax.jit(stage.apply)({"params": params}, jnp.asarray(x)[None, :,
+                                                                 None],
+                               stage.initial_state(1))
+  # then it is pedalboard's output (the hinge's softplus rounds the knee by
+  # ln 2 / 1e4 of a decade at most).
+  assert np.max(np.abs(np.asarray(y)[0, :, 0] - target)) <= 2e-5
+  assert np.mean((x - target) ** 2) > 0.3 * np.mean(target ** 2)
 
 
 def test_fit_lowers_the_loss_on_a_tanh_chain(tmp_path):

@@ -214,12 +214,21 @@ def load_pair(input_path, target_path, channel=None,
           rate_in)
 
 
+# Seconds of the recording before val1 that a model hears first (not
+# scored): several release times of a compressor, the receptive field of
+# any WaveNet here.
+VAL1_CONTEXT_S = 1.0
+
+
 def files_dataset(input_path, target_path, val_fraction=0.1, val2_files=(),
                   channel=None, compensate_latency=False):
   """A Dataset from one recorded (input, target) pair, checked by `load_pair`.
 
   The last `val_fraction` of the recording becomes val1 (kept in time
-  order, so no training audio leaks into it); the rest is train.
+  order, so no training audio leaks into it); the rest is train. val1
+  starts VAL1_CONTEXT_S earlier as its `context`: the model plays that
+  second of training audio first, unscored, so a model with memory is
+  scored in the state the recording leaves it in, not from silence.
 
   Args:
     input_path, target_path: the dry input and the effect's output.
@@ -242,6 +251,8 @@ def files_dataset(input_path, target_path, val_fraction=0.1, val2_files=(),
                          compensate_latency=compensate_latency)
   split = int(round(len(pair.input) * (1. - val_fraction)))
   train = pairs.Pair(pair.input[:split], pair.target[:split])
-  val1 = pairs.Pair(pair.input[split:], pair.target[split:])
+  context = min(split, int(round(VAL1_CONTEXT_S * rate)))
+  val1 = pairs.Pair(pair.input[split - context:],
+                    pair.target[split - context:], context=context)
   name = os.path.splitext(os.path.basename(input_path))[0]
   return pairs.Dataset(f'files_{name}', rate, train, val1)

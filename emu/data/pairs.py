@@ -25,9 +25,25 @@ class Pair:
   input is [time], or [time, 1 + n_knobs] for an effect with knobs:
   channel 0 the audio, then each knob's normalised value in [0, 1]
   (`emu.effects.Knob.normalise`). target is [time].
+
+  context: the first `context` samples are warm-up, played to bring a
+  model with memory to the state the audio before them leaves (a
+  compressor's gain, a filter's tail) and not scored: a validation set cut
+  from the middle of a recording starts there, not from silence.
   """
   input: np.ndarray
   target: np.ndarray
+  context: int = 0
+
+  def scored(self) -> 'Pair':
+    """The pair without its warm-up: what metrics compare."""
+    if not self.context:
+      return self
+    return Pair(self.input[self.context:], self.target[self.context:])
+
+  def trim(self, output):
+    """The scored part of a model's output on `input` ([..., time])."""
+    return np.asarray(output)[..., self.context:]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -47,7 +63,7 @@ class Dataset:
 
 # Pytrees, so `jax.device_put(dataset)` moves every array in one call.
 jax.tree_util.register_dataclass(
-    Pair, data_fields=['input', 'target'], meta_fields=[])
+    Pair, data_fields=['input', 'target'], meta_fields=['context'])
 jax.tree_util.register_dataclass(
     Dataset, data_fields=['train', 'val1', 'val2'],
     meta_fields=['name', 'sample_rate', 'knobs'])

@@ -5,6 +5,8 @@ diodes or a saturating stage, tone control). This model is that chain,
 trained end to end:
 
   u = x + g_pre (Re(C h) + D x)        pre: a one-layer lru (an IIR filter)
+  (u = u 10^s, s = smooth(curve(log10 env(|u|))): optionally a compressor
+   stage, see Dynamics)
   v = c u + d + sum_k a_k tanh(w_k (u - m_k))        shaper: memoryless
   y = v + g_post (Re(C' h') + D' v)    post: another one-layer lru
   (+ g_res r(x): optionally a small WaveNet on what the chain misses)
@@ -27,7 +29,8 @@ log-spaced over [1, shaper_max_gain] (a drive of up to 30 dB is then in
 reach without the filters growing to supply it), its knees m_k spread
 over [-0.5, 0.5].
 
-The state is (pre's lru state, post's, the residual WaveNet's or ()), so
+The state is (pre's lru state, post's, the residual WaveNet's or (), the
+dynamics stage's or ()), so
 blocks with carried state give one offline call's output. Inputs with
 knob channels are refused: the filters and shaper here are fixed.
 """
@@ -46,6 +49,18 @@ from emu.models import wavenet
 
 # The bounded shaper's initial span: its linear path is 8 tanh(u / 8).
 BOUNDED_SPAN = 8.
+# The dynamics stage's level floor (|u| below it reads as it): -100 dBFS.
+LEVEL_FLOOR = 1e-5
+# Its initial time constants, seconds: the peak detector's attack and
+# release, then the gain smoothing's. Slow at the start, so the stage moves
+# the level, not single waveforms (a fast one would first learn to clip,
+# the shaper's job); training moves each, in log.
+DETECTOR_TAUS = (5e-3, 100e-3)
+SMOOTHING_TAUS = (10e-3, 100e-3)
+# The time constants are tau = exp(TAU_RATE p): an Adam step on p changes
+# log tau TAU_RATE times as fast as one on another parameter, so a 5 ms
+# attack can become instantaneous (emu's compressor) in tens of steps.
+TAU_RATE = 10.
 
 
 class Shaper(nn.Module):
@@ -90,6 +105,75 @@ class Shaper(nn.Module):
     return v + jnp.tanh(jnp.exp(log_gain) * (u - knee)) @ out[:, None]
 
 
+def _ballistic(previous, value, attack, release, rising):
+  """One step of a one-pole follower: towards value with coefficient
+  attack where rising (a bool), release elsewhere."""
+  coef = jnp.where(rising, attack, release)
+  return value + coef * (previous - value)
+
+
+class Dynamics(nn.Module):
+  """A compressor (or expander) stage: u' = u 10^s, s from u's level.
+
+    env_t = follow(|u_t|)           peak detector: attack while |u| > env
+    z_t = curve(log10 env_t)         static gain curve, log10 units
+    s_t = follow(z_t)               gain smoothing: attack while z < s
+
+  Each follower is a one-pole filter whose coefficient exp(-1 / (tau
+  sample_rate)) takes the attack tau when its input is above it (the
+  detector) or the gain is falling (the smoothing), the release tau
+  otherwise. The two followers cover both ways a compressor is built:
+  smoothing the level before the curve (JUCE's, so pedalboard's) or the
+  gain after it (emu.effects.compressor); training can shorten either to
+  nothing. The curve is c L + d + sum_k a_k softplus(w_k (L - m_k)) / w_k
+  of L = log10 env (hinges at knees m_k over -60..0 dBFS), zero at the
+  start: the stage starts as a pass-through.
+
+  Parameters: tau (the four time constants, exp(TAU_RATE tau) seconds:
+  detector attack, release, smoothing attack, release), the curve's
+  log_gain (log w_k), knee, out (a_k), slope (c) and offset (d). A
+  sample-by-sample lax.scan (the branch makes it nonlinear, so no
+  associative scan). u: [batch, time, 1]; state: [batch, 2] (env, s).
+  """
+  width: int = 8
+  sample_rate: float = 44100.
+  unroll: int = 8
+
+  def initial_state(self, batch):
+    return jnp.zeros((batch, 2), jnp.float32)
+
+  @nn.compact
+  def __call__(self, u, state):
+    tau_p = self.param("tau", lambda key: jnp.log(jnp.asarray(
+        DETECTOR_TAUS + SMOOTHING_TAUS, jnp.float32)) / TAU_RATE)
+    coef = jnp.exp(-1. / (jnp.exp(TAU_RATE * tau_p) * self.sample_rate))
+    log_gain = self.param("log_gain", lambda key, shape: jnp.log(
+        ssm.log_spaced_hz(key, shape[0], 2., 50.)), (self.width,))
+    knee = self.param("knee", lambda key, shape: jnp.linspace(
+        -3., 0., shape[0]), (self.width,))
+    out = self.param("out", nn.initializers.zeros, (self.width,))
+    slope = self.param("slope", nn.initializers.zeros, ())
+    offset = self.param("offset", nn.initializers.zeros, ())
+    gain = jnp.exp(log_gain)
+
+    def curve(env):
+      level = jnp.log10(jnp.maximum(env, LEVEL_FLOOR))[..., None]
+      hinges = jax.nn.softplus(gain * (level - knee)) / gain
+      return slope * level[..., 0] + offset + hinges @ out
+
+    def step(carry, magnitude):
+      env, s = carry[:, 0], carry[:, 1]
+      env = _ballistic(env, magnitude, coef[0], coef[1], magnitude > env)
+      z = curve(env)
+      s = _ballistic(s, z, coef[2], coef[3], z < s)
+      new = jnp.stack([env, s], -1)
+      return new, s
+
+    state, s = jax.lax.scan(step, state, jnp.abs(u[..., 0]).T,
+                            unroll=self.unroll)
+    return u * (10. ** s.T)[..., None], state
+
+
 class Wiener(nn.Module):
   """Wiener-Hammerstein model under the emu model contract.
 
@@ -108,6 +192,8 @@ class Wiener(nn.Module):
       x to the output, behind a gate that starts at 0, for what the chain
       cannot say; 0: the chain alone.
     residual_dilations: that WaveNet's dilations.
+    dynamics_width: > 0 adds a compressor stage (Dynamics, a gain curve
+      of this many hinges) between the pre filter and the shaper; 0: none.
     sample_rate, f_min_hz, f_max_hz: Hz; the filters' initial poles are
       log-spaced over [f_min_hz, f_max_hz] (emu.models.lru).
     r_min, r_max: the filters' initial pole radii.
@@ -121,6 +207,7 @@ class Wiener(nn.Module):
   shaper_bounded: bool = True
   residual_channels: int = 0
   residual_dilations: tuple = (1, 2, 4, 8, 16, 32, 64, 128)
+  dynamics_width: int = 0
   sample_rate: float = 44100.
   f_min_hz: float = 20.
   f_max_hz: float = 20000.
@@ -150,15 +237,21 @@ class Wiener(nn.Module):
                            dilations=tuple(self.residual_dilations),
                            **kwargs)
 
+  def _dynamics(self, **kwargs):
+    return Dynamics(self.dynamics_width, self.sample_rate, **kwargs)
+
   def initial_state(self, batch):
-    """(pre's lru state, post's, the residual WaveNet's), () where absent."""
+    """(pre's lru state, post's, the residual WaveNet's, the dynamics
+    stage's), () where absent."""
     def filter_state(modes):
       return (self._filter(modes, parent=None).initial_state(batch)
               if modes else ())
     residual = (self._residual(parent=None).initial_state(batch)
                 if self.residual_channels else ())
+    dynamics = (self._dynamics(parent=None).initial_state(batch)
+                if self.dynamics_width else ())
     return (filter_state(self.pre_modes), filter_state(self.post_modes),
-            residual)
+            residual, dynamics)
 
   def _check(self, x):
     if x.ndim != 3 or x.shape[-1] != 1:
@@ -167,7 +260,7 @@ class Wiener(nn.Module):
           f"{x.shape} (knob channels are not supported: its filters and "
           "shaper are fixed)")
     for name in ("pre_modes", "post_modes", "shaper_width",
-                 "residual_channels"):
+                 "residual_channels", "dynamics_width"):
       if getattr(self, name) < 0:
         raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -185,15 +278,17 @@ class Wiener(nn.Module):
     self._check(x)
     if state is None:
       state = self.initial_state(x.shape[0])
-    pre_state, post_state, residual_state = state
+    pre_state, post_state, residual_state, dynamics_state = state
     u, pre_state = self._gated(self.pre_modes, x, pre_state, "pre")
+    if self.dynamics_width:
+      u, dynamics_state = self._dynamics(name="dynamics")(u, dynamics_state)
     v = Shaper(self.shaper_width, self.shaper_max_gain,
                self.shaper_bounded, name="shaper")(u)
     y, post_state = self._gated(self.post_modes, v, post_state, "post")
     if self.residual_channels:
       r, residual_state = self._residual(name="residual")(x, residual_state)
       y = y + self.param("residual_gate", nn.initializers.zeros, ()) * r
-    return y, (pre_state, post_state, residual_state)
+    return y, (pre_state, post_state, residual_state, dynamics_state)
 
   def block_response(self, params, which, freqs_hz):
     """[F] complex128: the exact response of the 'pre' or 'post' filter,

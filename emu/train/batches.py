@@ -46,7 +46,8 @@ def epoch_batches(cfg: config_lib.Config, pair: data_lib.Pair, key):
   """The batches of one epoch, in an order drawn from `key`.
 
   seq2seq: every full segment of the training signal after a random offset
-  (so segment borders move between epochs), shuffled; window mode:
+  (so segment borders move between epochs) but silent ones (SILENT_SEGMENT),
+  shuffled; window mode:
   `windows_per_epoch` random target positions. Incomplete batches are
   dropped so every step has the same shape (no re-trace).
   """
@@ -71,6 +72,7 @@ def epoch_batches(cfg: config_lib.Config, pair: data_lib.Pair, key):
   x_all = pair.input[offset:offset + count * length].reshape(
       count, length, -1)
   t_all = pair.target[offset:offset + count * length].reshape(count, length, 1)
+  order = order[_audible(t_all[:, cfg.warmup:, 0])[order]]
   low_db, high_db = cfg.gain_range_db
   gains = np.ones(count, np.float32)
   if low_db or high_db:
@@ -80,7 +82,7 @@ def epoch_batches(cfg: config_lib.Config, pair: data_lib.Pair, key):
     gains = np.asarray(10.0 ** (jax.random.uniform(
         jax.random.fold_in(key, 1), (count,), minval=low_db,
         maxval=high_db) / 20.0), np.float32)
-  for i in range(count // cfg.batch_size):
+  for i in range(len(order) // cfg.batch_size):
     idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
     if not (low_db or high_db):
       yield x_all[idx], t_all[idx]
@@ -89,6 +91,23 @@ def epoch_batches(cfg: config_lib.Config, pair: data_lib.Pair, key):
     x = x_all[idx].copy()
     x[..., :1] *= g  # the audio; knob channels keep their values
     yield x, t_all[idx] * g
+
+
+# A segment whose scored target is this far below the recording's mean
+# segment energy (-60 dB) is silence: left out of training. A batch of
+# silences would make the ESR's denominator vanish (one such batch, a pause
+# in a recording, took an ESR loss to 3e8 and the run to divergence), and
+# the output on silence is learned from the segments around a pause.
+SILENT_SEGMENT = 1e-6
+
+
+def _audible(scored_targets) -> np.ndarray:
+  """[count] bool: segments not silent next to the mean (SILENT_SEGMENT).
+  Non-finite ones stay (the trainer reports them), and all of them do if
+  none is audible."""
+  energy = np.mean(np.square(scored_targets, dtype=np.float64), axis=1)
+  keep = ~(energy <= SILENT_SEGMENT * np.mean(energy))
+  return keep if keep.any() else np.ones_like(keep)
 
 
 def steps_per_epoch(cfg: config_lib.Config, n_train: int) -> int:

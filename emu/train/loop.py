@@ -381,14 +381,15 @@ def _val1_esr(plan: _Plan, params):
   """(val1 ESR, the members' ESRs or None) of the full model's params;
   None if the output is not finite."""
   val1 = plan.dataset.val1
-  output = plan.predict(params, val1.input)
+  output = val1.trim(plan.predict(params, val1.input))
+  target = val1.scored().target
   if not np.all(np.isfinite(output)):
     return None
   members = None
   if plan.cfg.ensemble > 1:
-    members = [metrics.esr(y, val1.target) for y in output]
+    members = [metrics.esr(y, target) for y in output]
     output = output.mean(axis=0)
-  return metrics.esr(output, val1.target), members
+  return metrics.esr(output, target), members
 
 
 def _maybe_checkpoint(plan: _Plan, loop: _Loop, force: bool = False):
