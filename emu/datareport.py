@@ -121,9 +121,7 @@ def find_repeat(x, sample_rate, min_seconds=MIN_REPEAT_SECONDS):
   block = max(int(REPEAT_BLOCK_SECONDS * sample_rate), 1)
   floor = 1e-12 * block
   best = None
-  # Candidates: the strongest local peaks of the autocorrelation (a tonal
-  # passage's peaks, at multiples of its period, can outrank the repeat's;
-  # each is checked by the block match below).
+  # Candidates: its strongest local peaks, each checked by the block match.
   peaks = np.nonzero((auto[1:-1] >= auto[:-2]) & (auto[1:-1] > auto[2:]))[0]
   peaks = peaks + 1
   for lag in peaks[np.argsort(auto[peaks])[::-1][:REPEAT_CANDIDATES]]:
