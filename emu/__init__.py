@@ -6,7 +6,8 @@ through them, in the order a run takes: `emu.config` (the Config),
 (pairs and datasets), `emu.models`, `emu.losses`, `emu.train` (fit),
 `emu.workdir` (the run folder), `emu.evaluate`, `emu.stream`, `emu.export`,
 and `emu.pipeline`, which strings a whole run together (what
-`experiments/run.py` calls); `emu.cli` turns a Config into flags.
+`experiments/run.py` calls; `emu.audition` chooses among candidate
+settings first); `emu.cli` turns a Config into flags.
 """
 
 import importlib
@@ -14,7 +15,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "apply", "cli", "config", "data", "datareport", "effects", "evaluate",
+    "apply", "audition", "cli", "config", "data", "datareport", "effects", "evaluate",
     "export", "listening_test", "losses", "metrics", "models", "pipeline",
     "plots", "plugin_folds", "plugin_formats", "plugin_wavenet", "ratings",
     "report_html", "signals", "stream", "testsignal", "train", "workdir",

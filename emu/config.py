@@ -128,6 +128,14 @@ class Config:
       0.0, "Early stopping: relative improvement that counts.")
   time_budget_s: float = _field(
       0.0, "Stop training after this many seconds (0 = none).")
+  audition: str = _field(
+      "", "NAME=V1|V2|...: train a candidate for each value of one Config "
+      "field or model hyperparameter for audition_s seconds, then continue "
+      "the one with the lowest val1 ESR (emu.audition), e.g. "
+      "'dynamics_width=0|8'; empty: no audition.")
+  audition_s: float = _field(
+      60.0, "Seconds each audition candidate trains before the choice; "
+      "they count against time_budget_s.")
   seed: int = _field(
       0, "The one source of randomness: data, init and batch order.")
   checkpoint_every_s: float = _field(
@@ -159,6 +167,7 @@ class Config:
           f"{type(self).__dataclass_fields__['learning_rate'].default:g} is "
           "the default)")
     for name in ("warmup", "tbptt", "patience", "time_budget_s", "gain_db",
+                 "audition_s",
                  "checkpoint_every_s",
                  "train_seconds", "grad_clip", "min_delta"):
       if getattr(self, name) < 0:

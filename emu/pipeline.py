@@ -1,4 +1,4 @@
-"""The whole run: data report -> fit -> evaluate -> HTML report.
+"""The whole run: data report -> (audition) -> fit -> evaluate -> report.
 
 What `experiments/run.py` calls, and what a notebook calls to get the same
 run folder:
@@ -11,6 +11,7 @@ from typing import Optional
 from absl import logging
 import jax
 
+from emu import audition as audition_lib
 from emu import config as config_lib
 from emu import data as data_lib
 from emu import datareport
@@ -50,6 +51,8 @@ def run(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
     if flags_text is not None:
       workdir_lib.write_text(workdir, workdir_lib.FLAGS, flags_text)
 
+  if cfg.audition:  # the candidates' short runs; cfg becomes the chosen
+    cfg = audition_lib.choose(cfg, workdir, overwrite, dataset)
   result = train.fit(cfg, workdir, overwrite=overwrite, dataset=dataset,
                      on_start=on_start)
   if not workdir_lib.writes_here():
@@ -60,6 +63,9 @@ def run(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
           "warnings": result.warnings}
   if jax.process_count() > 1:
     info["processes"] = jax.process_count()
+  auditioned = audition_lib.summary(workdir)
+  if auditioned is not None:
+    info["audition"] = auditioned
   report = evaluate_lib.evaluate(
       result.model, result.params, result.dataset, workdir, cfg=cfg,
       history=result.history, train_info=info,
@@ -72,9 +78,12 @@ def _before_training(cfg, workdir, overwrite):
   """Refuses a workdir it cannot write or that holds another run; a user's
   files' data report (logged; written once every input is checked), or
   None. Writes nothing."""
-  train_loop.check_config(cfg)
   workdir_lib.check_writable(workdir)
-  workdir_lib.check_resumable(cfg, workdir, overwrite)
+  for _, candidate in audition_lib.candidates(cfg) or [(None, cfg)]:
+    train_loop.check_config(candidate)
+  # An audition run resumed: workdir holds the candidate it chose.
+  chosen = None if overwrite else audition_lib.resumed(cfg, workdir)
+  workdir_lib.check_resumable(chosen or cfg, workdir, overwrite)
   if cfg.dataset != "files" or cfg.train_manifest:
     return None  # a manifest's recordings: load_pair checks each
   # Levels, latency and the device's repeatability, before any training.
@@ -103,6 +112,8 @@ def summary_line(workdir: str, report: dict, cfg=None) -> str:
   line = [f"{workdir}: {report['model']} ({report['parameters']} "
           f"parameters), {report['epochs']} epochs in "
           f"{report['train_seconds']:.0f} s"]
+  if "audition" in report:
+    line.append(f"audition chose {report['audition']['chosen']}")
   for name in ("val1", "val2"):
     if name in report:
       verdict = metrics.nam_verdict(report[name]["esr"])

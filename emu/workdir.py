@@ -15,6 +15,9 @@ DIR)`) holds:
   report.html, listening_test.html   pages to read and listen (REPORT_HTML,
                     LISTENING_TEST)
   audio/, plots/    WAVs and figures (AUDIO, PLOTS)
+  audition/, audition.json   with --audition: each candidate's short run
+                    (a run folder of its own) and the choice (AUDITION,
+                    AUDITION_CHOICE; `emu.audition`)
 
 Every other module names these files through `path(workdir, NAME)` and reads
 or writes them through the helpers here.
@@ -49,6 +52,8 @@ REPORT_HTML = "report.html"
 LISTENING_TEST = "listening_test.html"
 AUDIO = "audio"
 PLOTS = "plots"
+AUDITION = "audition"
+AUDITION_CHOICE = "audition.json"
 
 # What a run with another config loses when it is replaced (--overwrite).
 _TRAINING_FILES = (CHECKPOINTS, METRICS)
@@ -204,6 +209,26 @@ def prepare(cfg: config_lib.Config, workdir: str, overwrite: bool):
       elif os.path.exists(target):
         os.remove(target)
   _write_atomic(path(workdir, CONFIG), cfg.to_json())
+
+
+def adopt_run(source: str, workdir: str):
+  """workdir takes over the training run in the folder `source` (its
+  config, history and checkpoints, copied; `emu.audition`'s chosen
+  candidate), replacing any of those files workdir held. On process 0."""
+  if not writes_here():
+    return
+  with _writing(workdir):
+    os.makedirs(workdir, exist_ok=True)
+    for name in (CONFIG,) + _TRAINING_FILES:
+      origin, target = path(source, name), path(workdir, name)
+      if os.path.isdir(target):
+        shutil.rmtree(target)
+      elif os.path.exists(target):
+        os.remove(target)
+      if os.path.isdir(origin):
+        shutil.copytree(origin, target)
+      elif os.path.exists(origin):
+        shutil.copy2(origin, target)
 
 
 def read_history(workdir: str, upto_epoch=None) -> list:

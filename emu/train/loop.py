@@ -108,7 +108,8 @@ class _Loop:
 def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
         dataset: Optional[data_lib.Dataset] = None,
         stop_after_epochs: Optional[int] = None,
-        on_start: Optional[Callable[[], Any]] = None) -> FitResult:
+        on_start: Optional[Callable[[], Any]] = None,
+        stop_after_seconds: Optional[float] = None) -> FitResult:
   """Trains `cfg` into `workdir`, resuming a run that is already there.
 
   Args:
@@ -118,6 +119,8 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
     dataset: use this Dataset instead of building the one cfg names.
     stop_after_epochs: end this call after so many epochs in total, as if
       interrupted (tests resume from it).
+    stop_after_seconds: end this call once the run has trained so many
+      seconds in total, as if interrupted (`emu.audition`'s short runs).
     on_start: called (on process 0) once every input is checked and
       workdir holds config.json, before the first epoch: what else a run
       writes into its folder (emu.pipeline: data_report.json).
@@ -138,7 +141,7 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
     parallel.on_process_zero(on_start)
   loop = _init_or_restore(plan, fresh)
   while True:
-    reason = stop_reason(cfg, loop, stop_after_epochs)
+    reason = stop_reason(cfg, loop, stop_after_epochs, stop_after_seconds)
     if reason:
       break
     start = time.perf_counter()
@@ -154,11 +157,13 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
 
 
 def stop_reason(cfg: config_lib.Config, loop: _Loop,
-                stop_after_epochs: Optional[int] = None) -> Optional[str]:
+                stop_after_epochs: Optional[int] = None,
+                stop_after_seconds: Optional[float] = None) -> Optional[str]:
   """Why training stops before the next epoch, or None to go on.
 
   The one place that decides: early stopping wins over the epoch limit,
-  which wins over the time budget and an interruption (`stop_after_epochs`).
+  which wins over the time budget and an interruption (`stop_after_epochs`,
+  `stop_after_seconds`).
   A diverged loss stops inside the epoch (`_diverged`).
   """
   if loop.stopper.should_stop:
@@ -168,6 +173,8 @@ def stop_reason(cfg: config_lib.Config, loop: _Loop,
   if cfg.time_budget_s and loop.elapsed >= cfg.time_budget_s:
     return "time_budget"
   if stop_after_epochs is not None and loop.epoch >= stop_after_epochs:
+    return "interrupted"
+  if stop_after_seconds is not None and loop.elapsed >= stop_after_seconds:
     return "interrupted"
   return None
 
