@@ -2,10 +2,11 @@
 
 A capture recipe does not know the device it is given: a compressor needs
 the wiener's compressor stage, a clipper trains better without it
-(benchmarks/README.md). `Config.audition` names one setting, a Config
-field or a model hyperparameter, and its candidate values:
+(benchmarks/README.md). `Config.audition` lists the candidates, each a
+change of settings (Config fields or model hyperparameters):
 
   --audition='dynamics_width=0|8' --audition_s=60
+  --audition='dynamics_width=0|8|residual_channels=8'   # three
 
 Each candidate trains `audition_s` seconds into its own run folder,
 WORKDIR/audition/NAME=VALUE. The one with the lowest val1 ESR (the score
@@ -51,29 +52,50 @@ def _convert(text: str, like, what: str):
                    f"or a string setting can be auditioned")
 
 
-def _setting(cfg: config_lib.Config):
-  """(name, [values]) of cfg.audition; ValueError naming what is wrong."""
-  name, sep, values = cfg.audition.partition("=")
-  name = name.strip()
-  texts = [v for v in values.split("|") if v.strip()]
-  if not sep or not name or len(texts) < 2:
-    raise ValueError(
-        f"--audition={cfg.audition!r}: write NAME=V1|V2|... with two or more "
-        "values, e.g. --audition='dynamics_width=0|8'")
-  fields = {f.name: f for f in dataclasses.fields(config_lib.Config)}
+def _like(cfg: config_lib.Config, name: str):
+  """The current value of setting `name` (a Config field or a model
+  hyperparameter): what a candidate's text is converted like."""
+  fields = {f.name for f in dataclasses.fields(config_lib.Config)}
   if name in fields and name not in ("audition", "audition_s",
                                      "model_kwargs"):
-    like = getattr(cfg, name)
-  elif name in models.hyperparameters(cfg.model):
+    return getattr(cfg, name)
+  if name in models.hyperparameters(cfg.model):
     model_field = {f.name: f for f in dataclasses.fields(
         models.model_class(cfg.model))}[name]
-    like = cfg.model_kwargs.get(name, model_field.default)
-  else:
-    raise ValueError(
-        f"--audition: {name!r} is neither a run setting (a Config field) nor "
-        f"a hyperparameter of model {cfg.model!r} "
-        f"({', '.join(models.hyperparameters(cfg.model))})")
-  return name, [_convert(t, like, name) for t in texts]
+    return cfg.model_kwargs.get(name, model_field.default)
+  raise ValueError(
+      f"--audition: {name!r} is neither a run setting (a Config field) nor "
+      f"a hyperparameter of model {cfg.model!r} "
+      f"({', '.join(models.hyperparameters(cfg.model))})")
+
+
+def _alternatives(cfg: config_lib.Config) -> list:
+  """[(label, {name: value})] of cfg.audition; ValueError naming what is
+  wrong.
+
+  Alternatives are split by '|'; each is NAME=VALUE, several joined by ','
+  (one candidate changing two settings), or a bare VALUE of the previous
+  alternative's one NAME: 'dynamics_width=0|8|residual_channels=8'.
+  """
+  usage = ("write NAME=V1|V2|... with two or more alternatives, e.g. "
+           "--audition='dynamics_width=0|8'")
+  parts = [p.strip() for p in cfg.audition.split("|")]
+  if len(parts) < 2 or not all(parts):
+    raise ValueError(f"--audition={cfg.audition!r}: {usage}")
+  out, previous = [], None
+  for part in parts:
+    changes = {}
+    for item in part.split(","):
+      name, sep, text = item.partition("=")
+      if not sep:  # a bare value: the previous alternative's setting
+        if previous is None:
+          raise ValueError(f"--audition={cfg.audition!r}: {usage}")
+        name, text = previous, item
+      name = name.strip()
+      changes[name] = _convert(text, _like(cfg, name), name)
+    previous = name if len(changes) == 1 else None
+    out.append((",".join(f"{k}={v}" for k, v in changes.items()), changes))
+  return out
 
 
 def candidates(cfg: config_lib.Config) -> list:
@@ -86,15 +108,16 @@ def candidates(cfg: config_lib.Config) -> list:
   """
   if not cfg.audition:
     return []
-  name, values = _setting(cfg)
+  alternatives = _alternatives(cfg)
+  count = len(alternatives)
   budget = cfg.time_budget_s
   if budget:
-    budget -= (len(values) - 1) * cfg.audition_s
+    budget -= (count - 1) * cfg.audition_s
     if budget <= cfg.audition_s:
       raise ValueError(
           f"--time_budget_s={cfg.time_budget_s:g} leaves nothing after "
-          f"{len(values)} auditions of {cfg.audition_s:g} s: raise it above "
-          f"{len(values) * cfg.audition_s:g} or lower --audition_s")
+          f"{count} auditions of {cfg.audition_s:g} s: raise it above "
+          f"{count * cfg.audition_s:g} or lower --audition_s")
   if not cfg.audition_s:
     raise ValueError("--audition_s must be > 0: each candidate trains that "
                      "long before the choice")
@@ -103,16 +126,17 @@ def candidates(cfg: config_lib.Config) -> list:
     raise ValueError("--audition trains its candidates in one process; "
                      "leave it empty for a run over several processes")
   out = []
-  for value in values:
-    if name in config_lib.Config.__dataclass_fields__:
-      changes = {name: value}
-    else:
-      changes = {"model_kwargs": {**cfg.model_kwargs, name: value}}
+  for label, changes in alternatives:
+    fields = {k: v for k, v in changes.items()
+              if k in config_lib.Config.__dataclass_fields__}
+    hyper = {k: v for k, v in changes.items() if k not in fields}
     try:
-      candidate = cfg.replace(audition="", time_budget_s=budget, **changes)
+      candidate = cfg.replace(
+          audition="", time_budget_s=budget,
+          model_kwargs={**cfg.model_kwargs, **hyper}, **fields)
     except ValueError as e:
-      raise ValueError(f"--audition candidate {name}={value}: {e}") from None
-    out.append((f"{name}={value}", candidate))
+      raise ValueError(f"--audition candidate {label}: {e}") from None
+    out.append((label, candidate))
   return out
 
 

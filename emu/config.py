@@ -129,10 +129,10 @@ class Config:
   time_budget_s: float = _field(
       0.0, "Stop training after this many seconds (0 = none).")
   audition: str = _field(
-      "", "NAME=V1|V2|...: train a candidate for each value of one Config "
-      "field or model hyperparameter for audition_s seconds, then continue "
-      "the one with the lowest val1 ESR (emu.audition), e.g. "
-      "'dynamics_width=0|8'; empty: no audition.")
+      "", "NAME=V1|V2|...: train a candidate for each alternative (a Config "
+      "field or model hyperparameter; NAME=V,NAME2=W changes two) for "
+      "audition_s seconds, then continue the one with the lowest val1 ESR "
+      "(emu.audition), e.g. 'dynamics_width=0|8'; empty: no audition.")
   audition_s: float = _field(
       60.0, "Seconds each audition candidate trains before the choice; "
       "they count against time_budget_s.")

@@ -86,9 +86,24 @@ def test_the_winner_gets_what_the_budget_leaves():
     assert cfg.time_budget_s == 80. and cfg.audition == ""
 
 
+def test_a_candidate_may_change_other_settings_or_several():
+  runs = audition.candidates(_config(
+      audition="dynamics_width=0|8|residual_channels=4,learning_rate=0.5",
+      model="wiener", model_kwargs={"shaper_width": 4}))
+  assert [label for label, _ in runs] == [
+      "dynamics_width=0", "dynamics_width=8",
+      "residual_channels=4,learning_rate=0.5"]
+  last = runs[-1][1]
+  assert last.model_kwargs == {"shaper_width": 4, "residual_channels": 4}
+  assert last.learning_rate == 0.5
+  assert runs[1][1].model_kwargs == {"shaper_width": 4, "dynamics_width": 8}
+
+
 @pytest.mark.parametrize("spec, changes, message", [
     ("learning_rate", {}, "NAME=V1"),
-    ("learning_rate=0.1", {}, "two or more values"),
+    ("learning_rate=0.1", {}, "two or more alternatives"),
+    ("0|0.1", {}, "NAME=V1"),
+    ("learning_rate=0||0.1", {}, "NAME=V1"),
     ("hidden_size=2|4", {}, "neither a run setting"),
     ("learning_rate=fast|0.1", {}, "'fast' is not a value of learning_rate"),
     ("warmup=1024|8192", {}, "candidate warmup=8192: warmup"),
