@@ -13,8 +13,9 @@ WORKDIR/audition/NAME=VALUE. The one with the lowest val1 ESR (the score
 that early stopping and the best checkpoint use) moves into WORKDIR
 (`emu.workdir.adopt_run`) and trains on there. Its time budget is the
 run's `time_budget_s` less the other candidates' seconds, so the whole run
-takes the time it was given. WORKDIR/audition.json records every
-candidate's val1 ESR and the choice; the same command run again resumes
+takes the time it was given (the report's train_seconds counts every
+candidate's). WORKDIR/audition.json records every candidate's val1 ESR,
+seconds and the choice; the same command run again resumes
 the chosen candidate (or an unfinished audition) instead of starting over.
 """
 
@@ -163,9 +164,10 @@ def choose(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
                    _read_choice(workdir)["chosen"])
       return chosen
   runs = candidates(cfg)
-  scores = {label: _audition_one(cfg, workdir, i, len(runs), label, c,
-                                 overwrite, dataset)
-            for i, (label, c) in enumerate(runs)}
+  trained = {label: _audition_one(cfg, workdir, i, len(runs), label, c,
+                                  overwrite, dataset)
+             for i, (label, c) in enumerate(runs)}
+  scores = {label: esr for label, (esr, _) in trained.items()}
   label = min(scores, key=scores.get)
   if not math.isfinite(scores[label]):
     raise outcome.TrainingFailed(
@@ -177,6 +179,7 @@ def choose(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
       "setting": cfg.audition, "seconds": cfg.audition_s,
       "val1_esr": {k: (v if math.isfinite(v) else None)
                    for k, v in scores.items()},
+      "seconds_trained": {k: seconds for k, (_, seconds) in trained.items()},
       "chosen": label, "base": _as_dict(cfg),
       "config_json": chosen.to_json()}, indent=2)
   logging.info("audition: %s (%s); training on %s to %s", label,
@@ -187,16 +190,22 @@ def choose(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
 
 
 def summary(workdir: str) -> Optional[dict]:
-  """audition.json's setting, seconds, scores and choice, or None."""
+  """audition.json's setting, seconds, scores and choice, and the seconds
+  the candidates not chosen trained (`other_seconds`: part of the run's
+  training time), or None."""
   choice = _read_choice(workdir)
   if choice is None:
     return None
-  return {k: choice[k] for k in ("setting", "seconds", "val1_esr", "chosen")}
+  out = {k: choice[k] for k in ("setting", "seconds", "val1_esr", "chosen")}
+  out["other_seconds"] = sum(v for k, v in choice["seconds_trained"].items()
+                             if k != choice["chosen"])
+  return out
 
 
 def _audition_one(cfg, workdir, index, count, label, candidate, overwrite,
-                  dataset) -> float:
-  """One candidate's short run; its best val1 ESR (inf if it failed)."""
+                  dataset) -> tuple:
+  """One candidate's short run: (its best val1 ESR, inf if it failed; the
+  seconds it trained)."""
   folder = _folder(workdir, label)
   logging.info("audition %d/%d: %s for %g s into %s", index + 1, count,
                label, cfg.audition_s, folder)
@@ -206,10 +215,12 @@ def _audition_one(cfg, workdir, index, count, label, candidate, overwrite,
                             stop_after_seconds=cfg.audition_s)
   except outcome.TrainingFailed as e:
     logging.warning("audition: %s learned nothing (%s)", label, e)
-    return math.inf
+    rows = workdir_lib.read_history(folder) if os.path.exists(
+        workdir_lib.path(folder, workdir_lib.METRICS)) else []
+    return math.inf, rows[-1]["elapsed_s"] if rows else 0.
   scores = [row["val1_esr"] for row in result.history
             if math.isfinite(row["val1_esr"])]
-  return min(scores) if scores else math.inf
+  return (min(scores) if scores else math.inf), result.train_seconds
 
 
 def _folder(workdir, label):

@@ -64,8 +64,9 @@ def run(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
   if jax.process_count() > 1:
     info["processes"] = jax.process_count()
   auditioned = audition_lib.summary(workdir)
-  if auditioned is not None:
+  if auditioned is not None:  # the candidates not chosen trained too
     info["audition"] = auditioned
+    info["train_seconds"] += auditioned["other_seconds"]
   report = evaluate_lib.evaluate(
       result.model, result.params, result.dataset, workdir, cfg=cfg,
       history=result.history, train_info=info,

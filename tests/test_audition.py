@@ -55,6 +55,11 @@ def test_the_candidate_with_the_lower_val1_is_chosen_and_continued(
   chosen = workdir.read_config(path)
   assert chosen.learning_rate == 0.1 and chosen.audition == ""
   assert report["audition"]["chosen"] == "learning_rate=0.1"
+  # Training time counts the candidate not chosen (each run's clock also
+  # holds its last checkpoint's write, after its last row).
+  loser = _rows(folders["learning_rate=0.0"])[-1]["elapsed_s"]
+  assert (rows[-1]["elapsed_s"] + loser <= report["train_seconds"]
+          <= rows[-1]["elapsed_s"] + loser + 2.)
   assert "audition chose learning_rate=0.1" in pipeline.summary_line(
       path, report)
 
