@@ -95,7 +95,10 @@ def _alternatives(cfg: config_lib.Config) -> list:
       name = name.strip()
       changes[name] = _convert(text, _like(cfg, name), name)
     previous = name if len(changes) == 1 else None
-    out.append((",".join(f"{k}={v}" for k, v in changes.items()), changes))
+    label = ",".join(f"{k}={v}" for k, v in changes.items())
+    if label in dict(out):
+      raise ValueError(f"--audition={cfg.audition!r} names {label} twice")
+    out.append((label, changes))
   return out
 
 
@@ -157,12 +160,13 @@ def choose(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
 
   Raises TrainingFailed if every candidate failed to learn.
   """
-  if not overwrite:
-    chosen = resumed(cfg, workdir)
-    if chosen is not None:
-      logging.info("audition: resuming %s, chosen earlier",
-                   _read_choice(workdir)["chosen"])
-      return chosen
+  # The same settings again resume, as every run does (--overwrite
+  # replaces only a run of other settings).
+  chosen = resumed(cfg, workdir)
+  if chosen is not None:
+    logging.info("audition: resuming %s, chosen earlier",
+                 _read_choice(workdir)["chosen"])
+    return chosen
   runs = candidates(cfg)
   trained = {label: _audition_one(cfg, workdir, i, len(runs), label, c,
                                   overwrite, dataset)

@@ -51,7 +51,8 @@ def run(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
     if flags_text is not None:
       workdir_lib.write_text(workdir, workdir_lib.FLAGS, flags_text)
 
-  if cfg.audition:  # the candidates' short runs; cfg becomes the chosen
+  auditioned = bool(cfg.audition)
+  if auditioned:  # the candidates' short runs; cfg becomes the chosen
     cfg = audition_lib.choose(cfg, workdir, overwrite, dataset)
   result = train.fit(cfg, workdir, overwrite=overwrite, dataset=dataset,
                      on_start=on_start)
@@ -63,10 +64,9 @@ def run(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
           "warnings": result.warnings}
   if jax.process_count() > 1:
     info["processes"] = jax.process_count()
-  auditioned = audition_lib.summary(workdir)
-  if auditioned is not None:  # the candidates not chosen trained too
-    info["audition"] = auditioned
-    info["train_seconds"] += auditioned["other_seconds"]
+  if auditioned:  # the candidates not chosen trained too
+    info["audition"] = audition_lib.summary(workdir)
+    info["train_seconds"] += info["audition"]["other_seconds"]
   report = evaluate_lib.evaluate(
       result.model, result.params, result.dataset, workdir, cfg=cfg,
       history=result.history, train_info=info,
@@ -83,7 +83,7 @@ def _before_training(cfg, workdir, overwrite):
   for _, candidate in audition_lib.candidates(cfg) or [(None, cfg)]:
     train_loop.check_config(candidate)
   # An audition run resumed: workdir holds the candidate it chose.
-  chosen = None if overwrite else audition_lib.resumed(cfg, workdir)
+  chosen = audition_lib.resumed(cfg, workdir)
   workdir_lib.check_resumable(chosen or cfg, workdir, overwrite)
   if cfg.dataset != "files" or cfg.train_manifest:
     return None  # a manifest's recordings: load_pair checks each

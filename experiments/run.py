@@ -26,7 +26,8 @@ import jax
 # Runs from a source checkout without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from emu import cli  # pylint: disable=g-import-not-at-top
+from emu import audition  # pylint: disable=g-import-not-at-top
+from emu import cli
 from emu import pipeline
 from emu.train import parallel
 
@@ -122,6 +123,9 @@ def main(argv):
   if FLAGS.dry_run:
     print(cfg.to_json())
     print(f"model {cfg.model}: {pipeline.parameter_count(cfg)} parameters")
+    for label, candidate in audition.candidates(cfg):
+      print(f"audition candidate {label}: "
+            f"{pipeline.parameter_count(candidate)} parameters")
     return 0
   try:
     report = pipeline.run(cfg, FLAGS.workdir, overwrite=FLAGS.overwrite,

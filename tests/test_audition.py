@@ -7,6 +7,7 @@ import os
 import pytest
 
 from emu import audition
+from emu import cli
 from emu import config as config_lib
 from emu import pipeline
 from emu import workdir
@@ -64,11 +65,16 @@ def test_the_candidate_with_the_lower_val1_is_chosen_and_continued(
       path, report)
 
 
-def test_the_same_command_again_resumes_the_choice(auditioned):
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_the_same_command_again_resumes_the_choice(auditioned, overwrite):
+  # --overwrite replaces only a run of other settings: the finished model
+  # is not put back to its audition state.
   path, _ = auditioned
   before = workdir.read_json(path, workdir.AUDITION_CHOICE)
   loser = os.path.join(path, workdir.AUDITION, "learning_rate=0.0")
-  report = pipeline.run(_config(), path)
+  rows = _rows(path)
+  report = pipeline.run(_config(), path, overwrite=overwrite)
+  assert _rows(path) == rows  # resumed at its end: nothing retrained
   assert workdir.read_json(path, workdir.AUDITION_CHOICE) == before
   assert len(_rows(loser)) == 1  # not auditioned again
   assert report["epochs"] == 3
@@ -109,6 +115,7 @@ def test_a_candidate_may_change_other_settings_or_several():
     ("learning_rate=0.1", {}, "two or more alternatives"),
     ("0|0.1", {}, "NAME=V1"),
     ("learning_rate=0||0.1", {}, "NAME=V1"),
+    ("learning_rate=0.1|0.10", {}, "names learning_rate=0.1 twice"),
     ("hidden_size=2|4", {}, "neither a run setting"),
     ("learning_rate=fast|0.1", {}, "'fast' is not a value of learning_rate"),
     ("warmup=1024|8192", {}, "candidate warmup=8192: warmup"),
@@ -121,3 +128,17 @@ def test_a_malformed_audition_is_refused_naming_the_fix(spec, changes,
   with pytest.raises(ValueError, match=message):
     pipeline.run(cfg, str(tmp_path / "run"))
   assert not os.path.exists(tmp_path / "run")  # nothing written
+
+
+def test_the_capture_recipe_auditions_the_models_readme_names(tmp_path):
+  recipe = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                        "experiments", "capture.flags")
+  (tmp_path / "with_pair.flags").write_text(
+      f"--flagfile={recipe}\n--train_input=in.wav\n--train_target=rec.wav\n")
+  cfg = cli.config_from_flagfile(str(tmp_path / "with_pair.flags"))
+  runs = audition.candidates(cfg)
+  # README's capture table: 79, 109 and 4,385 parameters.
+  assert [(label, pipeline.parameter_count(c)) for label, c in runs] == [
+      ("dynamics_width=0", 79), ("dynamics_width=8", 109),
+      ("residual_channels=8", 4385)]
+  assert all(c.time_budget_s == 400. for _, c in runs)

@@ -165,19 +165,28 @@ FLAGFILES = sorted(f for f in os.listdir(os.path.join(ROOT, "experiments"))
                    if f.endswith(".flags"))
 
 
+def _recipe_text(path):
+  """A flagfile's text with the text of the flagfiles it nests."""
+  with open(path) as f:
+    text = f.read()
+  for line in text.splitlines():
+    if line.startswith("--flagfile="):
+      text += _recipe_text(os.path.join(ROOT, line.split("=", 1)[1]))
+  return text
+
+
 @pytest.mark.parametrize("flagfile", FLAGFILES)
 def test_every_flagfile_makes_a_valid_config(flagfile, tmp_path):
   # Read as run.py reads it (emu.cli, in this process: one subprocess per
   # flagfile cost a JAX start each), with the user's pair for a capture
   # recipe; the config survives its JSON and the model builds.
+  from emu import audition  # pylint: disable=g-import-not-at-top
   from emu import cli  # pylint: disable=g-import-not-at-top
   from emu import config as config_lib  # pylint: disable=g-import-not-at-top
   from emu import pipeline  # pylint: disable=g-import-not-at-top
   path = os.path.join(ROOT, "experiments", flagfile)
-  with open(path) as f:
-    text = f.read()
-  # (a recipe on top of capture.flags is a files recipe too)
-  files = "--dataset=files" in text or "capture.flags" in text
+  # (a recipe on top of another is a files recipe when that one is)
+  files = "--dataset=files" in _recipe_text(path)
   if files:  # the recipe, then the pair, as on run.py's command line
     (tmp_path / "with_pair.flags").write_text(
         f"--flagfile={path}\n--train_input=in.wav\n--train_target=rec.wav\n")
@@ -185,6 +194,8 @@ def test_every_flagfile_makes_a_valid_config(flagfile, tmp_path):
   cfg = cli.config_from_flagfile(path)
   assert config_lib.Config.from_json(cfg.to_json()) == cfg
   assert pipeline.parameter_count(cfg) > 0
+  for _, candidate in audition.candidates(cfg):  # each a valid run
+    assert pipeline.parameter_count(candidate) > 0
 
 
 def test_dry_run_prints_the_config_and_the_model_size(tmp_path):

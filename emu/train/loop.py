@@ -96,6 +96,7 @@ class _Loop:
   history: list = dataclasses.field(default_factory=list)
   saved_epoch: int = 0
   saved_at: float = 0.0
+  stop_after_s: Optional[float] = None  # fit's stop_after_seconds (the ETA)
 
   def checkpoint(self):
     """The 'last' checkpoint's tree."""
@@ -140,6 +141,7 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
   if on_start is not None:
     parallel.on_process_zero(on_start)
   loop = _init_or_restore(plan, fresh)
+  loop.stop_after_s = stop_after_seconds
   while True:
     reason = stop_reason(cfg, loop, stop_after_epochs, stop_after_seconds)
     if reason:
@@ -364,7 +366,7 @@ def _validate(plan: _Plan, loop: _Loop, row: dict, start: float) -> bool:
     # A copy: the next step donates state.params' buffers.
     loop.best_params = jax.tree.map(jnp.copy, loop.state.params)
   loop.history.append(row)
-  _log_epoch(row, plan.cfg, loop.elapsed, loop.epoch)
+  _log_epoch(row, plan.cfg, loop.elapsed, loop.epoch, loop.stop_after_s)
   workdir_lib.append_history(plan.workdir, row)
   return True
 
@@ -460,11 +462,12 @@ def _finish(plan: _Plan, loop: _Loop, reason: str) -> FitResult:
                    warnings=warnings)
 
 
-def _log_epoch(row, cfg, elapsed, epoch):
+def _log_epoch(row, cfg, elapsed, epoch, stop_after_s=None):
   per_epoch = elapsed / max(epoch, 1)
   eta = per_epoch * (cfg.max_epochs - epoch)
-  if cfg.time_budget_s:
-    eta = min(eta, max(cfg.time_budget_s - elapsed, 0.0))
+  for limit in (cfg.time_budget_s, stop_after_s):
+    if limit:
+      eta = min(eta, max(limit - elapsed, 0.0))
   logging.info(
       "epoch %d/%d loss %.3e val1_esr %.3e | %.0fk samples/s | %.1f s "
       "elapsed, ETA %.0f s", epoch, cfg.max_epochs, row["train_loss"],
