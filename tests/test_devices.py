@@ -115,7 +115,9 @@ def _bench(tmp_path, *flags, timeout=600):
 # A tiny emu recipe on top of capture.flags: the pipeline, not the quality.
 _TINY = ["--emu_flag=--shaper_width=2", "--emu_flag=--pre_modes=1",
          "--emu_flag=--segment_length=2048", "--emu_flag=--warmup=256",
-         "--emu_flag=--stream_blocks="]
+         "--emu_flag=--stream_blocks=",
+         # One model, not capture.flags' audition (tests/test_audition.py).
+         "--emu_flag=--audition="]
 
 
 @pytest.mark.skipif(not devices.material_available(),
