@@ -164,8 +164,8 @@ def choose(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
   # replaces only a run of other settings).
   chosen = resumed(cfg, workdir)
   if chosen is not None:
-    logging.info("audition: resuming %s, chosen earlier",
-                 _read_choice(workdir)["chosen"])
+    logging.info("audition: resuming the candidate chosen earlier (%s)",
+                 workdir_lib.path(workdir, workdir_lib.AUDITION_CHOICE))
     return chosen
   runs = candidates(cfg)
   trained = {label: _audition_one(cfg, workdir, i, len(runs), label, c,
@@ -219,8 +219,7 @@ def _audition_one(cfg, workdir, index, count, label, candidate, overwrite,
                             stop_after_seconds=cfg.audition_s)
   except outcome.TrainingFailed as e:
     logging.warning("audition: %s learned nothing (%s)", label, e)
-    rows = workdir_lib.read_history(folder) if os.path.exists(
-        workdir_lib.path(folder, workdir_lib.METRICS)) else []
+    rows = workdir_lib.read_history(folder)
     return math.inf, rows[-1]["elapsed_s"] if rows else 0.
   scores = [row["val1_esr"] for row in result.history
             if math.isfinite(row["val1_esr"])]

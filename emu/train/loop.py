@@ -96,7 +96,7 @@ class _Loop:
   history: list = dataclasses.field(default_factory=list)
   saved_epoch: int = 0
   saved_at: float = 0.0
-  stop_after_s: Optional[float] = None  # fit's stop_after_seconds (the ETA)
+  stop_after_s: Optional[float] = None  # fit's stop_after_seconds
 
   def checkpoint(self):
     """The 'last' checkpoint's tree."""
@@ -143,7 +143,7 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
   loop = _init_or_restore(plan, fresh)
   loop.stop_after_s = stop_after_seconds
   while True:
-    reason = stop_reason(cfg, loop, stop_after_epochs, stop_after_seconds)
+    reason = stop_reason(cfg, loop, stop_after_epochs)
     if reason:
       break
     start = time.perf_counter()
@@ -159,13 +159,12 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
 
 
 def stop_reason(cfg: config_lib.Config, loop: _Loop,
-                stop_after_epochs: Optional[int] = None,
-                stop_after_seconds: Optional[float] = None) -> Optional[str]:
+                stop_after_epochs: Optional[int] = None) -> Optional[str]:
   """Why training stops before the next epoch, or None to go on.
 
   The one place that decides: early stopping wins over the epoch limit,
   which wins over the time budget and an interruption (`stop_after_epochs`,
-  `stop_after_seconds`).
+  fit's `stop_after_seconds`, held as `loop.stop_after_s`).
   A diverged loss stops inside the epoch (`_diverged`).
   """
   if loop.stopper.should_stop:
@@ -176,7 +175,7 @@ def stop_reason(cfg: config_lib.Config, loop: _Loop,
     return "time_budget"
   if stop_after_epochs is not None and loop.epoch >= stop_after_epochs:
     return "interrupted"
-  if stop_after_seconds is not None and loop.elapsed >= stop_after_seconds:
+  if loop.stop_after_s is not None and loop.elapsed >= loop.stop_after_s:
     return "interrupted"
   return None
 
