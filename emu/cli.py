@@ -35,6 +35,8 @@ MODEL_FLAGS = {
     "skip": ("bool", "Add the input audio to the output."),
     "unroll": ("int", "lax.scan unroll (lstm, gru, lru, svf, wiener)."),
     "forget_bias": ("float", "Initial forget-gate bias (lstm)."),
+    "silent_rest": ("bool", "Hold the biases that move the state on silence "
+                    "at 0: silence in, silence out (lstm, gru)."),
     "channels": ("int", "Channels (wavenet)."),
     "kernel_size": ("int", "Kernel size (wavenet, thesis_cnn)."),
     "dilations": ("ints", "Dilations, comma-separated (wavenet)."),

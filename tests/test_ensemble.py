@@ -28,8 +28,10 @@ from emu.models import recurrent
 MEMBERS = 3
 
 
-def member_and_params(channels=1, hidden=5, skip=True, members=MEMBERS):
-  model = models.create("lstm", hidden_size=hidden, skip=skip)
+def member_and_params(channels=1, hidden=5, skip=True, members=MEMBERS,
+                      silent_rest=False):
+  model = models.create("lstm", hidden_size=hidden, skip=skip,
+                        silent_rest=silent_rest)
   keys = jax.random.split(jax.random.key(0), members)
   example = jnp.zeros((1, 8, channels))
   params = jax.vmap(lambda k: model.init(k, example))(keys)
@@ -51,10 +53,15 @@ def random_state(model, batch, members=MEMBERS):
       state)
 
 
-@pytest.mark.parametrize("channels, skip", [(1, True), (2, False)])
+@pytest.mark.parametrize("channels, skip, silent_rest",
+                         [(1, True, False), (2, False, False),
+                          (1, True, True)])
 def test_given_members_when_run_together_then_each_equals_itself_alone(
-    channels, skip):
-  model, params = member_and_params(channels, skip=skip)
+    channels, skip, silent_rest):
+  # silent_rest: the held biases are moved away from 0 (member_and_params),
+  # so both paths must zero them alike.
+  model, params = member_and_params(channels, skip=skip,
+                                    silent_rest=silent_rest)
   x = jax.random.normal(jax.random.key(3), (2, 37, channels))
   state = random_state(model, 2)
   y, (hc,) = lstm_members.lstm_members(model, params["params"], x, state)

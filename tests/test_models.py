@@ -311,3 +311,41 @@ def test_recurrent_matches_numpy_equations(name, reference):
   expected = reference(params["params"], x, num_layers=2) + np.asarray(
       x[..., :1])
   np.testing.assert_allclose(y, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_silent_rest_keeps_silence_silent_and_its_biases_at_zero(name):
+  """silent_rest: silence in gives exactly 0 out after any training, as
+  the numpy equations do with those biases at 0; without it the rest is
+  not silent (so the check can fail)."""
+  x = signal(2, 40, 1)
+  silence = jnp.zeros((2, 300, 1))
+  model = models.create(name, hidden_size=8, num_layers=2, skip=True,
+                        silent_rest=True)
+  params = model.init(jax.random.PRNGKey(0), x)
+  # Gradients of a loss on non-silent audio: the held biases get none.
+  grads = jax.grad(lambda p: jnp.sum(model.apply(p, x)[0] ** 2))(params)
+  hsz = 8
+  held = (["bias_0", "bias_1"] if name == "lstm" else
+          ["b_ih_0", "b_hh_0", "b_ih_1", "b_hh_1"])
+  block = slice(2 * hsz, 3 * hsz)  # the candidate: g (lstm), n (gru)
+  for key in held:
+    np.testing.assert_array_equal(params["params"][key][block], 0.0)
+    np.testing.assert_array_equal(grads["params"][key][block], 0.0)
+    assert np.all(np.asarray(grads["params"][key][:2 * hsz]) != 0.0)
+  np.testing.assert_array_equal(grads["params"]["b_out"], 0.0)
+  # Any weights (as after training, b_out moved by hand): still silent.
+  trained = jax.tree.map(lambda a: a + 0.3, params)
+  y, _ = model.apply(trained, silence)
+  np.testing.assert_array_equal(y, 0.0)
+  reference = {"lstm": _numpy_lstm, "gru": _numpy_gru}[name]
+  zeroed = {k: np.asarray(v).copy() for k, v in trained["params"].items()}
+  for key in held:
+    zeroed[key][block] = 0.0
+  zeroed["b_out"][:] = 0.0
+  np.testing.assert_allclose(model.apply(trained, x)[0],
+                             reference(zeroed, x, num_layers=2)
+                             + np.asarray(x), atol=1e-5, rtol=0)
+  loud = models.create(name, hidden_size=8, num_layers=2, skip=True)
+  y, _ = loud.apply(trained, silence)
+  assert float(jnp.max(jnp.abs(y))) > 1e-3

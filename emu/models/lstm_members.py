@@ -45,10 +45,13 @@ def lstm_members(model, params, x, state):
                      f"{getattr(model, 'num_layers', None)} layers")
   (h0, c0), = state
   layer = (params["w_ih_0"], params["w_hh_0"], params["bias_0"])
+  b_out = params["b_out"]
+  if model.silent_rest:
+    (layer,), b_out = model._silence([layer], b_out)  # pylint: disable=protected-access
   chunk = _members_chunk(h0.shape[0], x.shape[0], model.hidden_size,
                          x.shape[-1])
   y, h, c = _members_sequence(model.unroll, chunk, layer, params["w_out"],
-                              params["b_out"], jnp.swapaxes(x, 0, 1), h0, c0)
+                              b_out, jnp.swapaxes(x, 0, 1), h0, c0)
   y = jnp.transpose(y, (1, 2, 0, 3))  # -> [E, batch, time, 1]
   if model.skip:
     y = y + x[..., :1]

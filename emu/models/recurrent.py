@@ -86,11 +86,20 @@ class _Recurrent(nn.Module):
       so the network learns only what the effect changes.
     unroll: time steps per `lax.scan` iteration (compile time and code size
       for loop overhead); 1 was fastest on CPU, see the module docstring.
+    silent_rest: the zero state is the model's rest, so silence in gives
+      exactly silence out (audio-only input): the biases that would move the
+      state or the output on silence are held at 0 (`_silence`; they start
+      at 0 and get no gradient, so exported weights hold 0 there). Without
+      it the state settles from zero to a rest point of its own, a start-up
+      transient and a DC offset on silence (report.json's idle_output),
+      which also swamps a level-balanced loss (`esr_level`) on quiet clips.
+      With knob channels the rest depends on the knobs.
   """
   hidden_size: int = 32
   num_layers: int = 1
   skip: bool = True
   unroll: int = 1
+  silent_rest: bool = False
 
   @property
   def receptive_field(self):
@@ -111,6 +120,23 @@ class _Recurrent(nn.Module):
   def _cell(self, params, carry, x_t):
     """One step of one layer: carry, x_t [batch, in] -> carry, h [batch, H]."""
     raise NotImplementedError
+
+  def _rest_masks(self):
+    """A 0/1 numpy mask per parameter of a layer (None: left as is) that
+    keeps the zero state still on silent input (`silent_rest`)."""
+    raise NotImplementedError
+
+  def _silence(self, layers, b_out):
+    """(layers, b_out) with the biases `silent_rest` holds at 0 zeroed.
+
+    A product with a constant 0 rather than a new parameter layout, so the
+    parameters (and every export of them) keep their shapes; those entries
+    get a zero gradient and stay at their initial 0.
+    """
+    masks = self._rest_masks()
+    layers = [tuple(p if m is None else p * m for p, m in zip(layer, masks))
+              for layer in layers]
+    return layers, b_out * 0.0
 
   def _sequence(self, layers, w_out, b_out, state, x):
     """The stack and head over time-major x [time, batch, in]: one scan.
@@ -147,6 +173,8 @@ class _Recurrent(nn.Module):
     bound = 0.1 / math.sqrt(self.hidden_size)  # small: start near identity
     w_out = self.param("w_out", _uniform(bound), (self.hidden_size, 1))
     b_out = self.param("b_out", nn.initializers.zeros, (1,))
+    if self.silent_rest:
+      layers, b_out = self._silence(layers, b_out)
 
     # Time-major, so the scan slices the leading axis.
     y, state = self._sequence(layers, w_out, b_out, tuple(state),
@@ -189,12 +217,19 @@ class LSTM(_Recurrent):
     uniform = _uniform(1.0 / math.sqrt(hsz))
 
     def bias_init(key, shape, dtype=jnp.float32):
-      return uniform(key, shape, dtype).at[hsz:2 * hsz].set(self.forget_bias)
+      bias = uniform(key, shape, dtype).at[hsz:2 * hsz].set(self.forget_bias)
+      return bias * self._rest_masks()[2] if self.silent_rest else bias
 
     w_ih = self.param(f"w_ih_{k}", uniform, (in_features, 4 * hsz))
     w_hh = self.param(f"w_hh_{k}", _gate_orthogonal(4), (hsz, 4 * hsz))
     bias = self.param(f"bias_{k}", bias_init, (4 * hsz,))
     return w_ih, w_hh, bias
+
+  def _rest_masks(self):
+    # The candidate g's bias: with it 0, h = 0 and c = 0 give g = 0, so c
+    # and h stay 0 whatever the gates' own biases (they set the rest's
+    # time constants, which the small-signal response needs).
+    return None, None, silent_rest_mask(self.hidden_size, 4, 2)
 
   def _cell(self, params, carry, x_t):
     h, c, _, _ = _lstm_step(params, carry, x_t)
@@ -209,6 +244,13 @@ class LSTM(_Recurrent):
     y, h, c = _lstm_sequence(self.unroll, tuple(layers[0]), w_out, b_out,
                              x, h0, c0)
     return y, ((h, c),)
+
+
+def silent_rest_mask(hidden_size, num_gates, candidate):
+  """[num_gates * H] float32 ones, zeros on gate block `candidate`."""
+  mask = np.ones((num_gates, hidden_size), np.float32)
+  mask[candidate] = 0.0
+  return mask.reshape(-1)
 
 
 def _lstm_step(params, carry, x_t):
@@ -367,11 +409,22 @@ class GRU(_Recurrent):
   def _layer_params(self, k, in_features):
     hsz = self.hidden_size
     uniform = _uniform(1.0 / math.sqrt(hsz))
+    mask = self._rest_masks()[2] if self.silent_rest else 1.0
+
+    def bias_init(key, shape, dtype=jnp.float32):
+      return uniform(key, shape, dtype) * mask
+
     w_ih = self.param(f"w_ih_{k}", uniform, (in_features, 3 * hsz))
     w_hh = self.param(f"w_hh_{k}", _gate_orthogonal(3), (hsz, 3 * hsz))
-    b_ih = self.param(f"b_ih_{k}", uniform, (3 * hsz,))
-    b_hh = self.param(f"b_hh_{k}", uniform, (3 * hsz,))
+    b_ih = self.param(f"b_ih_{k}", bias_init, (3 * hsz,))
+    b_hh = self.param(f"b_hh_{k}", bias_init, (3 * hsz,))
     return w_ih, w_hh, b_ih, b_hh
+
+  def _rest_masks(self):
+    # The candidate n's biases b_in and b_hn: with them 0, h = 0 gives
+    # n = 0 and h stays 0.
+    mask = silent_rest_mask(self.hidden_size, 3, 2)
+    return None, None, mask, mask
 
   def _cell(self, params, h, x_t):
     w_ih, w_hh, b_ih, b_hh = params
