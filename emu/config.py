@@ -114,6 +114,12 @@ class Config:
       "reach further down than -gain_db: the gain is then uniform in dB in "
       "[gain_low_db, +gain_db], e.g. -60 with gain_db=24 (seq2seq, linear "
       "effects). 0: -gain_db.")
+  level_balance: bool = _field(
+      False, "Score every training segment at one level: its output and "
+      "target are divided by the RMS of its input and target together "
+      "before the loss, so a segment played at -60 dB (gain_low_db) weighs "
+      "as much as one at 0 dB, and a quiet passage as much as a loud one "
+      "(seq2seq; emu.losses.level_scale).")
   loss: Mapping[str, float] = _field(
       lambda: {"esr": 1.0}, "Weighted losses, e.g. "
       "'mse=1,esr_pre=1,mrstft=2e-4' (emu.losses.LOSSES).", cli="weights")
@@ -185,6 +191,10 @@ class Config:
           f"must be a multiple of tbptt ({self.tbptt})")
     if not self.loss:
       raise ValueError("loss needs at least one term, e.g. {'esr': 1.0}")
+    if self.level_balance and self.mode != "seq2seq":
+      raise ValueError("level_balance scores segments (mode seq2seq); "
+                       f"mode {self.mode!r} scores one sample per window: "
+                       "drop --level_balance or use --mode=seq2seq")
     if self.train_manifest and self.dataset != "files":
       raise ValueError(f"train_manifest lists your own recordings: it needs "
                        f"dataset 'files', got {self.dataset!r}")

@@ -92,6 +92,35 @@ def esr_level(y: jnp.ndarray, t: jnp.ndarray, eps: float = 1e-10
   return jnp.mean(jnp.sum(jnp.square(t - y), axis=1) / (energy + floor))
 
 
+# level_scale's floor on a sequence's energy, relative to the batch's mean:
+# -120 dB, far below the quietest training gain (-60 dB, against segments
+# up to +24 dB) so that it does not discount it, and there only so that a
+# silent sequence (the trainer drops them) scales by a finite number.
+SCALE_FLOOR = 1e-12
+
+
+def level_scale(x: jnp.ndarray, t: jnp.ndarray) -> jnp.ndarray:
+  """[batch, 1, 1]: 1 / the RMS of each sequence's audio input and target
+  together, its energy floored at SCALE_FLOOR of the batch's mean
+  (Config's level_balance multiplies output and target by it before the
+  loss).
+
+  Scaled so, every sequence is scored at one level: a sequence played at
+  gain g (x and t both times g) scales by 1 / g, so the ESR of a batch is
+  what it would be were every sequence at the same level. Unlike
+  `esr_level`, which divides by the target's energy alone, a sequence the
+  effect makes near-silent (a high-pass's stopband) is not magnified into
+  the loss, and one whose input is silent (a reverb's tail) still has its
+  target's level.
+  x: [batch, time, channels] (channel 0 the audio), t: [batch, time, 1]
+  over the same (scored) samples.
+  """
+  energy = (jnp.mean(jnp.square(x[..., :1]), axis=(1, 2)) +
+            jnp.mean(jnp.square(t), axis=(1, 2)))
+  energy = energy + SCALE_FLOOR * jnp.mean(energy) + 1e-30
+  return jax.lax.rsqrt(energy)[:, None, None]
+
+
 def pre_emphasis(x: jnp.ndarray, coefficient: float = 0.85) -> jnp.ndarray:
   """First-order high-pass FIR x[n] - c x[n-1] along time; x[0] kept as is.
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
+from emu import config as config_lib
 from emu import losses
 
 
@@ -171,3 +172,39 @@ def test_esr_level_floors_a_silent_segment():
   grad = jax.grad(lambda y: losses.esr_level(y, jnp.asarray(t)))(
       jnp.asarray(y))
   assert np.all(np.isfinite(np.asarray(grad)))
+
+
+def test_level_scale_scores_every_segment_at_one_level():
+  # Given three segments of one pair, the second played 60 dB down and the
+  # third a stopband (input loud, target near silent), each with output
+  # error 10% of its target,
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(3, 400, 1))
+  t = 0.5 * x
+  x[1], t[1] = 1e-3 * x[0], 1e-3 * t[0]
+  t[2] = 1e-4 * x[2]
+  y = 0.9 * t
+  # then the scale is 1 / the RMS of input and target together, by hand;
+  energy = np.mean(x[..., 0] ** 2 + t[..., 0] ** 2, axis=1)
+  energy += losses.SCALE_FLOOR * energy.mean() + 1e-30
+  scale = np.asarray(losses.level_scale(jnp.asarray(x, jnp.float32),
+                                        jnp.asarray(t, jnp.float32)))
+  np.testing.assert_allclose(scale[:, 0, 0], energy ** -0.5, rtol=1e-5)
+  # the quiet segment scores as the loud one it copies (the batch ESR
+  # sees it at 1e-6 of the loud one's weight unscaled);
+  ys, ts = scale * y, scale * t
+  np.testing.assert_allclose(ys[1], ys[0], rtol=1e-4)
+  assert float(losses.esr(jnp.asarray(ys[:2]), jnp.asarray(ts[:2]))
+               ) == pytest.approx(0.01, rel=1e-3)
+  assert float(losses.esr(jnp.asarray(y[1:2]), jnp.asarray(t[1:2]))) == (
+      pytest.approx(0.01, rel=1e-3))
+  # the stopband is not magnified: its scaled target is ~1e-4 of its
+  # input's level, where dividing by the target alone (esr_level) would
+  # make its 10% error count as much as a passband segment's.
+  assert np.sqrt(np.mean((scale[2] * t[2]) ** 2)) == pytest.approx(
+      1e-4, rel=1e-3)
+
+
+def test_level_balance_needs_seq2seq():
+  with pytest.raises(ValueError, match="level_balance.*--mode=seq2seq"):
+    config_lib.Config(mode="window", level_balance=True)

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from emu import config as config_lib
+from emu import losses
 from emu import models
 
 
@@ -66,6 +67,17 @@ def seq2seq_predict(model, params, x, warmup: int, tbptt: int):
   return ys.swapaxes(0, 1).reshape(batch, length, -1)
 
 
+def _scored(cfg, x, y, t):
+  """The scored part of a seq2seq batch: (y, t) after the warm-up, both
+  scaled per segment by `losses.level_scale` under cfg.level_balance.
+  y: [B, L - warmup, channels] (an ensemble's members as channels)."""
+  t = t[:, cfg.warmup:]
+  if cfg.level_balance:
+    scale = jax.lax.stop_gradient(losses.level_scale(x[:, cfg.warmup:], t))
+    y, t = y * scale, t * scale
+  return y, t
+
+
 def make_train_step(model, tx, loss_fn: Callable, cfg: config_lib.Config):
   """The pure step `(state, batch) -> (state, metrics)` for cfg.mode.
 
@@ -79,7 +91,7 @@ def make_train_step(model, tx, loss_fn: Callable, cfg: config_lib.Config):
       y = models.output_at_last(model, params, x)
     else:
       y = seq2seq_predict(model, params, x, cfg.warmup, cfg.tbptt)
-      t = t[:, cfg.warmup:]
+      y, t = _scored(cfg, x, y, t)
     return loss_fn(y, t)
 
   def train_step(state: TrainState, batch):
@@ -130,9 +142,9 @@ def make_ensemble_train_step(ensemble, tx, loss_fn: Callable,
     x, t = batch
     y = seq2seq_predict(outputs, ensemble_params(member_params), x,
                         cfg.warmup, cfg.tbptt)  # [B, L, E]
+    y, t = _scored(cfg, x, y, t)
     ys = jnp.moveaxis(y, -1, 0)[..., None]
-    loss, parts = jax.vmap(loss_fn, in_axes=(0, None))(ys,
-                                                      t[:, cfg.warmup:])
+    loss, parts = jax.vmap(loss_fn, in_axes=(0, None))(ys, t)
     return jnp.sum(loss), (loss, parts)
 
   def train_step(state: TrainState, batch):
