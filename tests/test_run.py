@@ -204,7 +204,8 @@ def test_dry_run_prints_the_config_and_the_model_size(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   config = json.loads(result.stdout[:result.stdout.rindex("}") + 1])
   assert config["model"] == "lstm"
-  assert config["model_kwargs"] == {"hidden_size": 32, "skip": True}
+  assert config["model_kwargs"] == {"hidden_size": 32, "skip": True,
+                                    "silent_rest": True}
   # "model lstm: 4385 parameters" (README's table).
   assert result.stdout.splitlines()[-1] == "model lstm: 4385 parameters"
   assert not os.listdir(tmp_path)  # a dry run writes nothing
