@@ -17,12 +17,11 @@ VOICE=${EMU_VOICE_FILE:-/usr/share/sounds/alsa/Front_Center.wav}
 [ -e "$VOICE" ] && exit 0
 as_root=""
 [ "$(id -u)" = 0 ] || as_root="sudo -n"
+apt_get() { $as_root env DEBIAN_FRONTEND=noninteractive timeout 900 apt-get "$@"; }
 if command -v apt-get >/dev/null && { [ -z "$as_root" ] ||
     sudo -n true 2>/dev/null; }; then
   echo "install: Debian's alsa-utils, for the recorded voice (val2)"
-  ($as_root env DEBIAN_FRONTEND=noninteractive timeout 900 apt-get update -qq &&
-   $as_root env DEBIAN_FRONTEND=noninteractive timeout 900 \
-     apt-get install -y -qq alsa-utils >/dev/null) && exit 0
+  (apt_get update -qq && apt_get install -y -qq alsa-utils >/dev/null) && exit 0
 fi
 echo "install: no recorded voice for val2 here; install Debian's alsa-utils" \
   "(sudo apt-get install alsa-utils) or pass --val2_files=YOUR_VOICE.wav"

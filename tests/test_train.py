@@ -309,3 +309,37 @@ def test_gain_low_db_must_be_a_cut():
   with pytest.raises(ValueError, match="gain_low_db"):
     tiny_config(gain_low_db=6.0)
 
+
+
+def test_level_balance_scores_a_quiet_segment_as_if_loud():
+  # Given a linear model (lru: y(g x) = g y(x)) and two segments with
+  # different targets (0.5 x and -0.5 x: the model is far off on one),
+  # when the second is played 60 dB down, the level-balanced step's loss
+  # is the one with both loud, where the plain ESR all but ignores the
+  # quiet segment and scores the first alone (as a batch of it twice).
+  model = models.create("lru", state_size=2, num_layers=1)
+  x = jax.random.uniform(jax.random.PRNGKey(1), (2, 512, 1), minval=-1)
+  t = x * jnp.array([0.5, -0.5])[:, None, None]
+  gain = jnp.array([1.0, 1e-3])[:, None, None]
+  scores = {}
+  for balance in (True, False):
+    cfg = tiny_config(model="lru", model_kwargs={"state_size": 2},
+                      level_balance=balance)
+    tx = train.make_optimizer(cfg, steps_per_epoch=1)
+    step = jax.jit(train.make_train_step(model, tx,
+                                         losses.combined(cfg.loss), cfg))
+    state = train.create_train_state(model, tx, jax.random.PRNGKey(0),
+                                     jnp.zeros((1, 64, 1)))
+    if balance:  # the premise: the model is linear
+      y, _ = jax.jit(model.apply)(state.params,
+                                  jnp.concatenate([gain * x, x]))
+      np.testing.assert_allclose(y[:2], gain * y[2:], rtol=1e-3, atol=1e-9)
+    scores[balance] = [float(step(state, batch)[1]["loss"])
+                       for batch in ((x, t), (gain * x, gain * t),
+                                     (x[:1].repeat(2, 0),
+                                      t[:1].repeat(2, 0)))]
+  both_loud, one_quiet, first_alone = scores[True]
+  assert one_quiet == pytest.approx(both_loud, rel=1e-4)
+  assert abs(both_loud - first_alone) > 0.1 * first_alone
+  both_loud, one_quiet, first_alone = scores[False]
+  assert one_quiet == pytest.approx(first_alone, rel=1e-3)

@@ -47,7 +47,7 @@ def lstm_members(model, params, x, state):
   layer = (params["w_ih_0"], params["w_hh_0"], params["bias_0"])
   b_out = params["b_out"]
   if model.silent_rest:
-    (layer,), b_out = model._silence([layer], b_out)  # pylint: disable=protected-access
+    (layer,), b_out = model.silenced([layer], b_out)
   chunk = _members_chunk(h0.shape[0], x.shape[0], model.hidden_size,
                          x.shape[-1])
   y, h, c = _members_sequence(model.unroll, chunk, layer, params["w_out"],

@@ -88,7 +88,7 @@ class _Recurrent(nn.Module):
       for loop overhead); 1 was fastest on CPU, see the module docstring.
     silent_rest: the zero state is the model's rest, so silence in gives
       exactly silence out (audio-only input): the biases that would move the
-      state or the output on silence are held at 0 (`_silence`; they start
+      state or the output on silence are held at 0 (`silenced`; they start
       at 0 and get no gradient, so exported weights hold 0 there). Without
       it the state settles from zero to a rest point of its own, a start-up
       transient and a DC offset on silence (report.json's idle_output),
@@ -126,7 +126,7 @@ class _Recurrent(nn.Module):
     keeps the zero state still on silent input (`silent_rest`)."""
     raise NotImplementedError
 
-  def _silence(self, layers, b_out):
+  def silenced(self, layers, b_out):
     """(layers, b_out) with the biases `silent_rest` holds at 0 zeroed.
 
     A product with a constant 0 rather than a new parameter layout, so the
@@ -136,7 +136,7 @@ class _Recurrent(nn.Module):
     masks = self._rest_masks()
     layers = [tuple(p if m is None else p * m for p, m in zip(layer, masks))
               for layer in layers]
-    return layers, b_out * 0.0
+    return layers, jnp.zeros_like(b_out)
 
   def _sequence(self, layers, w_out, b_out, state, x):
     """The stack and head over time-major x [time, batch, in]: one scan.
@@ -174,7 +174,7 @@ class _Recurrent(nn.Module):
     w_out = self.param("w_out", _uniform(bound), (self.hidden_size, 1))
     b_out = self.param("b_out", nn.initializers.zeros, (1,))
     if self.silent_rest:
-      layers, b_out = self._silence(layers, b_out)
+      layers, b_out = self.silenced(layers, b_out)
 
     # Time-major, so the scan slices the leading axis.
     y, state = self._sequence(layers, w_out, b_out, tuple(state),

@@ -72,8 +72,8 @@ def _scored(cfg, x, y, t):
   scaled per segment by `losses.level_scale` under cfg.level_balance.
   y: [B, L - warmup, channels] (an ensemble's members as channels)."""
   t = t[:, cfg.warmup:]
-  if cfg.level_balance:
-    scale = jax.lax.stop_gradient(losses.level_scale(x[:, cfg.warmup:], t))
+  if cfg.level_balance:  # a function of the data alone: no gradient flows
+    scale = losses.level_scale(x[:, cfg.warmup:], t)
     y, t = y * scale, t * scale
   return y, t
 
