@@ -21,6 +21,7 @@ from benchmarks import bench_ensemble
 from benchmarks import bench_timing
 from emu import losses
 from emu import stream
+from emu.report import speed
 from emu import train
 
 
@@ -90,12 +91,12 @@ def infer_row(opts, spec):
       model, params, opts.offline_seconds, opts.repeats)
   row["streaming"] = [
       bench_timing.best_stream(model, params, block, opts.stream_seconds,
-                               opts.max_blocks(stream.MAX_BLOCKS),
+                               opts.max_blocks(speed.MAX_BLOCKS),
                                opts.repeats)
       for block in opts.blocks]
   row["length"] = []
   for seconds in opts.lengths(spec[0]):
-    r = stream.offline_rtf(model, params, seconds=seconds,
+    r = speed.offline_rtf(model, params, seconds=seconds,
                            repeats=1 if seconds >= 100 else opts.repeats)
     row["length"].append({"seconds": seconds,
                           "ns_per_sample": r["us_per_sample"] * 1e3})

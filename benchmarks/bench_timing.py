@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from emu import models
-from emu import stream
+from emu.report import speed
 
 
 def example():
@@ -26,8 +26,8 @@ def example():
 
 def pin_to_one_core():
   """Pins this process (and the threads it will start) to one core: the
-  report's streaming child's pinning (`emu.stream.pin_to_one_core`)."""
-  return stream.pin_to_one_core()
+  report's streaming child's pinning (`emu.report.speed.pin_to_one_core`)."""
+  return speed.pin_to_one_core()
 
 
 def build(spec, key_seed=0):
@@ -84,15 +84,15 @@ def best_step_times(timed: dict, steps: int, repeats: int):
 
 
 def best_offline(model, params, seconds: float, repeats: int) -> dict:
-  """`stream.offline_rtf` of one call, the fastest of `repeats`."""
-  return max((stream.offline_rtf(model, params, seconds=seconds, repeats=1)
+  """`speed.offline_rtf` of one call, the fastest of `repeats`."""
+  return max((speed.offline_rtf(model, params, seconds=seconds, repeats=1)
               for _ in range(repeats)), key=lambda r: r["rtf"])
 
 
 def best_stream(model, params, block: int, seconds: float, max_blocks: int,
                 repeats: int) -> dict:
-  """`stream.measure` at one block size, the fastest of `repeats`: the
-  report's own measurement (`emu.stream.measure_best`, which
-  `emu.stream.measure_in_child` runs), so the two agree."""
-  return stream.measure_best(model, params, block, seconds=seconds,
+  """`speed.measure` at one block size, the fastest of `repeats`: the
+  report's own measurement (`emu.report.speed.measure_best`, which
+  `emu.report.speed.measure_in_child` runs), so the two agree."""
+  return speed.measure_best(model, params, block, seconds=seconds,
                              max_blocks=max_blocks, repeats=repeats)

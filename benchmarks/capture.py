@@ -2,7 +2,7 @@
 
 The steps behind experiments/capture_bench.py:
 
-  record       emu's test signal (`emu.testsignal`) through a device:
+  record       emu's test signal (`emu.capture.testsignal`) through a device:
                input.wav (+ its layout sidecar) and recorded.wav
   held_out     what both models are scored on: real voice and music
                (`devices.program_material`) through the device, and the end
@@ -34,8 +34,9 @@ import numpy as np
 import soundfile as sf
 
 from emu import metrics
-from emu import testsignal
+from emu.capture import testsignal
 from emu import workdir as workdir_lib
+from emu.train import restore
 from emu.data import latency as latency_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -252,15 +253,16 @@ def _predict_child(workdir: str, inputs_npz: str, out_npz: str,
   if hasattr(os, "sched_setaffinity"):
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
   from emu import stream  # pylint: disable=g-import-not-at-top
+  from emu.report import speed
   import jax  # pylint: disable=g-import-not-at-top
-  model, params, _ = workdir_lib.load_params(workdir, "best")
+  model, params, _ = restore.load_params(workdir, "best")
   predict = stream.make_predict(model)
   with np.load(inputs_npz) as z:
     out = {"y/" + k[2:]: predict(params, z[k]).astype(np.float32)
            for k in z.files}
   np.savez(out_npz, **out)
   rate = workdir_lib.sample_rate_of(workdir)
-  rtf = max((stream.offline_rtf(model, params, seconds=float(rtf_seconds),
+  rtf = max((speed.offline_rtf(model, params, seconds=float(rtf_seconds),
                                 sample_rate=rate, repeats=1)["rtf"]
              for _ in range(3)))
   info = {"parameters": int(sum(p.size for p in jax.tree.leaves(params))),

@@ -4,10 +4,12 @@ Submodules are imported lazily so that `import emu` stays cheap. The way
 through them, in the order a run takes: `emu.config` (the Config),
 `emu.signals` and `emu.effects` (test audio and target effects), `emu.data`
 (pairs and datasets), `emu.models`, `emu.losses`, `emu.train` (fit),
-`emu.workdir` (the run folder), `emu.evaluate`, `emu.stream`, `emu.export`,
-and `emu.pipeline`, which strings a whole run together (what
-`experiments/run.py` calls; `emu.audition` chooses among candidate
-settings first); `emu.cli` turns a Config into flags.
+`emu.workdir` (the run folder), `emu.report` (evaluation and pages),
+`emu.stream` (block-by-block inference), `emu.plugins` (export to plugin
+formats), and `emu.pipeline`, which strings a whole run together (what
+`experiments/run.py` calls); `emu.capture` is the front end of capturing
+a device (test signal, data report, audition); `emu.cli` turns a Config
+into flags; `emu.apply` plays audio through a run or a plugin file.
 """
 
 import importlib
@@ -15,10 +17,10 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "apply", "audition", "cli", "config", "data", "datareport", "effects", "evaluate",
-    "export", "listening_test", "losses", "metrics", "models", "pipeline",
-    "plots", "plugin_folds", "plugin_formats", "plugin_wavenet", "ratings",
-    "report_html", "signals", "stream", "testsignal", "train", "workdir",
+    "apply", "capture", "cli", "config", "data", "datareport", "effects",
+    "export", "losses",
+    "metrics", "models", "pipeline", "plugins", "report", "signals",
+    "stream", "testsignal", "train", "workdir",
 )
 
 

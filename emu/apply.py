@@ -4,7 +4,7 @@
   python -m emu.apply --model_file=MODEL.nam input.wav output.wav
   python -m emu.apply --model_file=MODEL.json input.wav output.wav
 
-`--model_file` takes what `emu.export` writes and NAM's own files: a `.nam`
+`--model_file` takes what `emu.plugins.export` writes and NAM's own files: a `.nam`
 (LSTM, WaveNet, or a SlimmableContainer's best WaveNet), RTNeural JSON
 (LSTM or GRU layers and a dense head) or GuitarML JSON; the format is told
 by the extension and, for .json, by the keys inside.
@@ -27,9 +27,10 @@ import numpy as np
 import soundfile as sf
 
 from emu import cli
-from emu import plugin_folds
+from emu.plugins import folds
 from emu import stream
 from emu import workdir as workdir_lib
+from emu.train import restore
 
 FLAGS = flags.FLAGS
 EXTENSIONS = {".nam": "nam", ".json": None}
@@ -66,11 +67,11 @@ def load_model(workdir=None, model_file=None, checkpoint="best"):
     raise ValueError("give one of --workdir=DIR (a run folder) or "
                      "--model_file=FILE (.nam, RTNeural or GuitarML .json)")
   if workdir is not None:
-    model, params, _ = workdir_lib.load_params(workdir, checkpoint)
+    model, params, _ = restore.load_params(workdir, checkpoint)
     return model, params, workdir_lib.sample_rate_of(workdir), workdir
-  from emu import plugin_formats  # pylint: disable=g-import-not-at-top
+  from emu.plugins import formats  # pylint: disable=g-import-not-at-top
   fmt = file_format(model_file)
-  model, params, rate = plugin_formats.LOADERS[fmt](model_file)
+  model, params, rate = formats.LOADERS[fmt](model_file)
   return model, params, rate and int(rate), f"{model_file} ({fmt})"
 
 
@@ -79,7 +80,7 @@ def _start(model, params, knobs):
   if getattr(model, "starts_from_silence", False) or not math.isfinite(
       model.receptive_field) or model.receptive_field <= 1:
     return None
-  return plugin_folds.warmed_on_silence(model, params, knobs)
+  return folds.warmed_on_silence(model, params, knobs)
 
 
 def check_output(output_path, overwrite=False):
@@ -141,7 +142,7 @@ def apply_file(workdir, input_path, output_path, block_size=65536,
     raise ValueError(f"{input_path} contains NaN or inf samples")
   model, params, rate, source = load_model(workdir, model_file, checkpoint)
   knobs = [float(k) for k in knobs or ()]
-  channels = plugin_folds.input_channels(model, params)
+  channels = folds.input_channels(model, params)
   if channels is not None and channels != 1 + len(knobs):
     raise ValueError(
         f"the model reads {channels - 1} knob channel(s); give their "
@@ -186,7 +187,7 @@ def main(argv):
 def _define_flags():
   flags.DEFINE_string("workdir", None, "A run's folder (experiments/run.py).")
   flags.DEFINE_string("model_file", None, "Or a model file: .nam (NAM), "
-                      "RTNeural or GuitarML .json (e.g. from emu.export).")
+                      "RTNeural or GuitarML .json (e.g. from emu.plugins.export).")
   flags.DEFINE_list("knobs", None, "A knob model's setting: one normalised "
                     "value (0-1) per knob channel.")
   flags.DEFINE_integer("block_size", 65536, "Samples per processing block.")

@@ -225,3 +225,17 @@ def run_main(main):
       return 2
 
   app.run(guarded)
+
+
+def alias(name: str, home):
+  """Makes the module `name` stand for `home`, a command kept at its old name.
+
+  Run as `python -m` (name is "__main__") it runs home's command line;
+  imported, `name` is home itself, so that `import emu.export` and
+  `emu.plugins.export` are one module with one set of names.
+  """
+  if name == "__main__":
+    home.run()
+  else:
+    sys.modules[name] = home
+

@@ -138,7 +138,7 @@ class Config:
       "", "NAME=V1|V2|...: train a candidate for each alternative (a Config "
       "field or model hyperparameter; NAME=V,NAME2=W changes two) for "
       "audition_s seconds, then continue the one with the lowest val1 ESR "
-      "(emu.audition), e.g. 'dynamics_width=0|8'; empty: no audition.")
+      "(emu.capture.audition), e.g. 'dynamics_width=0|8'; empty: no audition.")
   audition_s: float = _field(
       60.0, "Seconds each audition candidate trains before the choice; "
       "they count against time_budget_s.")

@@ -11,14 +11,14 @@ from typing import Optional
 from absl import logging
 import jax
 
-from emu import audition as audition_lib
+from emu.capture import audition as audition_lib
 from emu import config as config_lib
 from emu import data as data_lib
-from emu import datareport
+from emu.capture import datareport
 from emu import metrics
-from emu import evaluate as evaluate_lib
+from emu.report import evaluate as evaluate_lib
 from emu import models
-from emu import report_html
+from emu.report import run_page
 from emu import train
 from emu import workdir as workdir_lib
 from emu.train import loop as train_loop
@@ -71,7 +71,7 @@ def run(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
       result.model, result.params, result.dataset, workdir, cfg=cfg,
       history=result.history, train_info=info,
       stream_blocks=cfg.stream_blocks)
-  logging.info("report: %s", report_html.write_report_html(workdir))
+  logging.info("report: %s", run_page.write_report_html(workdir))
   return report
 
 

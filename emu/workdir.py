@@ -17,7 +17,7 @@ DIR)`) holds:
   audio/, plots/    WAVs and figures (AUDIO, PLOTS)
   audition/, audition.json   with --audition: each candidate's short run
                     (a run folder of its own) and the choice (AUDITION,
-                    AUDITION_CHOICE; `emu.audition`)
+                    AUDITION_CHOICE; `emu.capture.audition`)
 
 Every other module names these files through `path(workdir, NAME)` and reads
 or writes them through the helpers here.
@@ -213,7 +213,7 @@ def prepare(cfg: config_lib.Config, workdir: str, overwrite: bool):
 
 def adopt_run(source: str, workdir: str):
   """workdir takes over the training run in the folder `source` (its
-  config, history and checkpoints, copied; `emu.audition`'s chosen
+  config, history and checkpoints, copied; `emu.capture.audition`'s chosen
   candidate), replacing any of those files workdir held. On process 0."""
   if not writes_here():
     return
@@ -393,34 +393,3 @@ def _os_error_in(error: BaseException):
     seen.add(id(error))
     error = error.__cause__ or error.__context__
   return None
-
-
-def load_params(workdir: str, which: str = "best"):
-  """(model, params, config) of a finished or running run in workdir.
-
-  which: 'best' (the parameters with the lowest val1 ESR) or 'last' (those
-  of the last checkpointed epoch).
-  """
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from emu import models  # pylint: disable=g-import-not-at-top
-  if which not in ("best", "last"):
-    raise ValueError(f"unknown checkpoint {which!r}; choose best or last")
-  cfg = read_config(workdir)
-  info = dataset_info(workdir)
-  channels = info.get("channels", 1)
-  model = models.build_model(cfg, channels, info.get("sample_rate"))
-  params = jax.eval_shape(model.init, jax.random.PRNGKey(0),
-                          jnp.zeros((1, 256, channels), jnp.float32))
-  checkpoints = Checkpoints(workdir)
-  if which == "best":
-    restored = checkpoints.restore("best", {"params": params})
-    restored = restored and restored["params"]
-  else:
-    from emu.train import loop  # pylint: disable=g-import-not-at-top
-    restored = loop.restore_last_params(cfg, checkpoints, channels,
-                                        info.get("sample_rate"))
-  if restored is None:
-    raise FileNotFoundError(
-        f"{workdir} has no '{which}' checkpoint yet; train at least one epoch")
-  return model, restored, cfg

@@ -16,7 +16,7 @@ WaveNet of NAM FEATHER's size, a small thesis CNN, and `lru` when
    threads, one device.
 2. offline inference: real-time factor (seconds of audio per second of
    compute) of one call on 10 s of 44.1 kHz audio, one stream, one thread.
-3. streaming: `emu.stream.measure` (the `Streamer`'s own compiled step, state
+3. streaming: `emu.report.speed.measure` (the `Streamer`'s own compiled step, state
    carried, numpy in and out as an audio callback has it) at 1, 16, 64 and
    256-sample blocks: real-time factor and compute time per block, one thread,
    with JAX's CPU dispatch inline (`emu.stream.realtime()`, as a real-time

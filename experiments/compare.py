@@ -16,7 +16,7 @@ from absl import flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from emu import cli  # pylint: disable=g-import-not-at-top
-from emu import plots
+from emu.report import plots
 from emu import workdir
 
 FLAGS = flags.FLAGS

@@ -3,7 +3,7 @@
   python experiments/knob_capture_bench.py --out=/tmp/knob_capture \
       [--budget_s=300] [-- --model=lstm --hidden_size=16]
 
-records emu's test signal (`emu.testsignal`, --seconds long) through
+records emu's test signal (`emu.capture.testsignal`, --seconds long) through
 pedalboard's Distortion (`benchmarks.devices.pb_distortion`: tanh drive,
 then -6 dB) at each of --drives_db, writes OUT/input.wav, one
 OUT/rec_<drive>dB.wav per drive and OUT/manifest.json (knob `drive`
@@ -30,7 +30,7 @@ sys.path.insert(0, _ROOT)
 
 from benchmarks import devices  # pylint: disable=g-import-not-at-top
 from emu import cli  # pylint: disable=g-import-not-at-top
-from emu import testsignal  # pylint: disable=g-import-not-at-top
+from emu.capture import testsignal  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 _RUN = os.path.join(_ROOT, "experiments", "run.py")

@@ -26,7 +26,7 @@ import jax
 # Runs from a source checkout without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from emu import audition  # pylint: disable=g-import-not-at-top
+from emu.capture import audition  # pylint: disable=g-import-not-at-top
 from emu import cli
 from emu import pipeline
 from emu.train import parallel

@@ -50,6 +50,7 @@ from emu import cli
 from emu import data
 from emu import effects
 from emu import metrics
+from emu.models import data_init
 from emu.models import ssm_init
 from emu.models.lru import LRU
 
@@ -187,7 +188,7 @@ def init_model(args, x, seed, t=None):
     for name in ("C_re", "C_im"):
       layer[name] = layer[name] * args.c_init_scale
   if args.data_init:
-    params = ssm_init.with_fitted_layer(params, ssm_init.fit_lru(
+    params = data_init.with_fitted_layer(params, ssm_init.fit_lru(
         model, np.asarray(x)[0, :, 0], np.asarray(t)[0, :, 0]))
   return model, params
 

@@ -1,4 +1,4 @@
-"""emu.audition: candidates trained briefly, the best one continued in the
+"""emu.capture.audition: candidates trained briefly, the best one continued in the
 run folder, and a clear error for every malformed --audition."""
 
 import json
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from emu import audition
+from emu.capture import audition
 from emu import cli
 from emu import config as config_lib
 from emu import pipeline

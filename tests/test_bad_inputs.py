@@ -15,11 +15,12 @@ import soundfile as sf
 from emu import apply as apply_lib
 from emu import cli
 from emu import data as data_lib
-from emu import datareport
+from emu.capture import datareport
 from emu import models
 from emu import pipeline
 from emu import train
 from emu import workdir as workdir_lib
+from emu.train import restore
 from emu.data import latency as latency_lib
 from emu.train import outcome
 from test_train import tiny_config, tiny_dataset
@@ -323,7 +324,7 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_old_one(
     run_copy, monkeypatch, wrapped):
   before = _hashes(run_copy)
   checkpoints = workdir_lib.Checkpoints(str(run_copy))
-  model, params, _ = workdir_lib.load_params(str(run_copy))
+  model, params, _ = restore.load_params(str(run_copy))
 
   def full_save(path, tree):
     os.makedirs(path)

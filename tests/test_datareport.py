@@ -1,4 +1,4 @@
-"""emu.datareport on a simulated device recording emu's test signal."""
+"""emu.capture.datareport on a simulated device recording emu's test signal."""
 
 import json
 import math
@@ -8,9 +8,9 @@ import pytest
 import soundfile as sf
 
 from emu import data as data_lib
-from emu import datareport
+from emu.capture import datareport
 from emu import effects
-from emu import testsignal
+from emu.capture import testsignal
 
 RATE = 48000
 SECONDS = 5.0

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOLS = ("apply", "export", "datareport", "testsignal", "ratings")
+TOOLS = ("apply", "export", "datareport", "testsignal", "report.ratings")
 # Each tool's own flags (absl's and emu.cli's --debug left out).
 FLAGS = ("workdir", "block_size", "channel", "checkpoint", "subtype",
          "overwrite", "format", "name", "sample_rate", "seconds", "seed",
@@ -35,7 +35,7 @@ def test_importing_a_tool_defines_no_flags():
     ("export", ["--workdir=nowhere", "--format=nam", "out.nam"]),
     ("datareport", ["missing.wav", "missing_too.wav"]),
     ("testsignal", ["out.wav", "--seconds=1"]),
-    ("ratings", ["missing.json"]),
+    ("report.ratings", ["missing.json"]),
 ])
 def test_a_users_mistake_is_one_line_and_exit_2(tool, args, tmp_path):
   args = [a if a.startswith("-") else str(tmp_path / a) for a in args]

@@ -1,4 +1,4 @@
-"""emu.export: NAM, RTNeural and GuitarML files, their readers, refusals.
+"""emu.plugins.export: NAM, RTNeural and GuitarML files, their readers, refusals.
 
 Each format is checked two ways: emu's own reader rebuilds the model
 (round trip), and a small numpy re-implementation of the consumer's loader
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from emu import config as config_lib
-from emu import export
+from emu.plugins import export
 from emu import models
 from emu import workdir as workdir_lib
 from emu.models import ensemble as ensemble_lib

@@ -5,9 +5,9 @@ import numpy as np
 from emu import config as config_lib
 from emu import data as data_lib
 from emu import effects
-from emu import evaluate
+from emu.report import evaluate
 from emu import train
-from emu import workdir
+from emu.train import restore
 
 
 def test_knob_run_reports_error_per_unseen_setting(tmp_path):
@@ -37,6 +37,6 @@ def test_knob_run_reports_error_per_unseen_setting(tmp_path):
   # The rows partition val1: their sample counts add up.
   assert sum(r["samples"] for r in rows) == len(dataset.val1.target)
   assert (tmp_path / "plots" / "val1_esr_per_setting.png").exists()
-  model, params, _ = workdir.load_params(str(tmp_path))
+  model, params, _ = restore.load_params(str(tmp_path))
   assert evaluate.predict(model, params, dataset.val1.input).shape == (
       dataset.val1.target.shape)

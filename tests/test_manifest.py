@@ -9,7 +9,7 @@ import soundfile as sf
 
 from emu import config as config_lib
 from emu import data as data_lib
-from emu import evaluate
+from emu.report import evaluate
 from emu import metrics
 from emu import train
 from emu.train import batches

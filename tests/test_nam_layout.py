@@ -21,7 +21,7 @@ import soundfile
 
 from emu import cli
 from emu import config as config_lib
-from emu import datareport
+from emu.capture import datareport
 from emu import effects
 from emu import signals
 from emu.data import nam_layout as nl

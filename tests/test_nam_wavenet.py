@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emu import export
+from emu.plugins import export
 from emu import models
-from emu import plugin_folds
+from emu.plugins import folds
 
 NAM_PYTHON = os.environ.get("EMU_NAM_PYTHON", "/tmp/namvenv/bin/python")
 VOICE = sorted(glob.glob("/usr/share/sounds/alsa/*.wav"))
@@ -176,7 +176,7 @@ def test_nam_runs_an_emu_wavenet_to_1e6_on_voice(nam, name):
   # When NAM's package runs the file on 10 s of voice (from silence)
   y_nam = np.load(d / f"{name}.npy").reshape(-1)
   # Then it is emu's output from silence to 1e-6, and so is emu's reading
-  state = plugin_folds.warmed_on_silence(model, params, knobs)
+  state = folds.warmed_on_silence(model, params, knobs)
   y_emu = _run(model, params, x, state, knobs)
   assert np.sqrt(np.mean((y_emu - y_emu.mean()) ** 2)) > 1e-3  # a signal
   assert np.max(np.abs(y_nam - y_emu)) <= 1e-6

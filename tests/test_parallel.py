@@ -38,7 +38,8 @@ LOAD = """
 import json, sys, jax
 sys.path.insert(0, {root!r})
 from emu import workdir
-model, params, cfg = workdir.load_params(sys.argv[1])
+from emu.train import restore
+model, params, cfg = restore.load_params(sys.argv[1])
 print(json.dumps({{"devices": jax.device_count(), "param_sum": float(
     sum(abs(x).sum() for x in jax.tree.leaves(params)))}}))
 """

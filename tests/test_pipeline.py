@@ -6,10 +6,11 @@ import pytest
 import scipy.signal
 
 from emu import config as config_lib
-from emu import evaluate
+from emu.report import evaluate
 from emu import metrics
 from emu import pipeline
 from emu import workdir
+from emu.train import restore
 
 RATE = 48000
 
@@ -29,7 +30,7 @@ def lru_48k(tmp_path_factory):
 
 def test_the_model_takes_its_sample_rate_from_the_data(lru_48k):
   path, _ = lru_48k
-  model, params, _ = workdir.load_params(path)
+  model, params, _ = restore.load_params(path)
   assert model.sample_rate == RATE
   # The lru's own (analytic) response, at the rate it was built with, is
   # the response measured from its impulse response at the data's rate: a
@@ -42,7 +43,7 @@ def test_the_model_takes_its_sample_rate_from_the_data(lru_48k):
 
 def test_the_report_checks_the_response_against_the_true_eq_at_48k(lru_48k):
   path, report = lru_48k
-  model, params, _ = workdir.load_params(path)
+  model, params, _ = restore.load_params(path)
   freqs = np.geomspace(20.0, 20000.0, evaluate.RESPONSE_POINTS)
   # The true EQ from scipy (2nd-order Butterworth high-pass at 440 Hz).
   b, a = scipy.signal.butter(2, 440.0, "highpass", fs=RATE)
@@ -63,8 +64,8 @@ def test_the_run_folder_holds_what_workdir_names(lru_48k):
   assert workdir.read_json(path, workdir.REPORT)["val1"]["esr"] == (
       report["val1"]["esr"])
   # 'last' holds the whole training state; its parameters load too.
-  _, last, _ = workdir.load_params(path, "last")
-  _, best, _ = workdir.load_params(path, "best")
+  _, last, _ = restore.load_params(path, "last")
+  _, best, _ = restore.load_params(path, "best")
   assert last.keys() == best.keys()
   # stream_blocks=() asks for no streaming measurement, and the report says
   # so.

@@ -1,4 +1,4 @@
-"""Tests for emu.plots: each figure writes a PNG."""
+"""Tests for emu.report.plots: each figure writes a PNG."""
 
 import sys
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from emu import plots
+from emu.report import plots
 
 pytest.importorskip("matplotlib")
 

@@ -16,7 +16,7 @@ import soundfile as sf
 
 from emu import apply
 from emu import config as config_lib
-from emu import export
+from emu.plugins import export
 from emu import models
 from emu import workdir as workdir_lib
 from test_export import _random_params

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emu import export
+from emu.plugins import export
 from emu import models
-from emu import plugin_folds
+from emu.plugins import folds
 from emu.models import nam_wavenet
 from test_export import _nam_core, _random_params, _rtneural
 
@@ -57,7 +57,7 @@ def test_the_skip_folds_into_one_unit_far_below_a_16_bit_step(family,
   # Given a model with the dry-input skip
   model, params = _recurrent(family, num_layers)
   # When the skip is folded into one more unit
-  folded, folded_params = plugin_folds.fold_skip(model, params)
+  folded, folded_params = folds.fold_skip(model, params)
   assert not folded.skip and folded.hidden_size == model.hidden_size + 1
   # Then the model without the skip computes the same, on voice and noise,
   # in emu and in the file's consumer
@@ -96,12 +96,12 @@ def test_fixed_knobs_move_into_the_bias(family):
   knobs = [0.25, 0.8]
   x = _inputs()["noise"]
   # When the knobs are fixed
-  fixed, fixed_params = plugin_folds.fix_knobs(model, params, knobs)
+  fixed, fixed_params = folds.fix_knobs(model, params, knobs)
   # Then audio alone gives the output at that setting
   np.testing.assert_allclose(_run(fixed, fixed_params, x),
                              _run(model, params, x, knobs=knobs), atol=1e-5)
   with pytest.raises(export.ExportError, match="--knobs gave 1"):
-    plugin_folds.fix_knobs(model, params, [0.5])
+    folds.fix_knobs(model, params, [0.5])
 
 
 @pytest.mark.parametrize("gated, skip", [(True, False), (False, True),
@@ -111,12 +111,12 @@ def test_emu_wavenet_is_a_nam_wavenet_from_silence(gated, skip):
   model = models.create("wavenet", channels=3, dilations=(1, 2, 4, 8),
                         gated=gated, skip=skip)
   params = _random_params(model)
-  nam, nam_params = plugin_folds.wavenet_as_nam(model, params)
+  nam, nam_params = folds.wavenet_as_nam(model, params)
   assert isinstance(nam, nam_wavenet.NamWaveNet)
   assert nam.receptive_field == model.receptive_field
   # Then both give one output once emu starts from silence, as NAM does
   for x in _inputs().values():
-    state = plugin_folds.warmed_on_silence(model, params)
+    state = folds.warmed_on_silence(model, params)
     np.testing.assert_allclose(_run(nam, nam_params, x),
                                _run(model, params, x, state), atol=1e-6)
 

@@ -1,4 +1,4 @@
-"""emu.ratings: the thesis's per-model table from JSON and CSV exports."""
+"""emu.report.ratings: the thesis's per-model table from JSON and CSV exports."""
 
 import csv
 import json
@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from emu import listening_test
-from emu import ratings
+from emu.report import listening_test
+from emu.report import ratings
 
 CONTROL = listening_test.CONTROL
 
@@ -91,7 +91,7 @@ def test_cli_prints_the_table_and_writes_json(tmp_path):
   path = _json_export(tmp_path / "a.json", "ann", [("lstm", 3), ("gru", 4)])
   out = str(tmp_path / "summary.json")
   done = subprocess.run(
-      [sys.executable, "-m", "emu.ratings", path, f"--json={out}"],
+      [sys.executable, "-m", "emu.report.ratings", path, f"--json={out}"],
       capture_output=True, text=True, check=False,
       env=dict(os.environ, PYTHONPATH=os.getcwd()))
   assert done.returncode == 0, done.stderr

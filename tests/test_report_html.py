@@ -1,4 +1,4 @@
-"""emu.report_html, emu.listening_test: self-contained pages, browser-rated.
+"""emu.report.run_page, emu.report.listening_test: self-contained pages, browser-rated.
 
 The browser test drives Debian's headless Chromium with Selenium (pip
 `selenium`, /usr/bin/chromedriver); it is skipped, saying why, when either
@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emu import listening_test
-from emu import ratings
-from emu import report_html
+from emu.report import listening_test
+from emu.report import ratings
+from emu.report import run_page
 
 RATE = 16000
 SECONDS = 2.0
@@ -31,7 +31,7 @@ PNG = base64.b64decode(
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-  """A finished run's folder as emu.evaluate leaves it (float WAVs)."""
+  """A finished run's folder as emu.report.evaluate leaves it (float WAVs)."""
   root = tmp_path_factory.mktemp("run") / "lstm_run"
   (root / "audio").mkdir(parents=True)
   (root / "plots").mkdir()
@@ -67,7 +67,7 @@ def _wav(b64):
 
 
 def test_report_is_self_contained(workdir):
-  path = report_html.write_report_html(workdir)
+  path = run_page.write_report_html(workdir)
   assert path == os.path.join(workdir, "report.html")
   with open(path) as f:
     page = f.read()
@@ -126,7 +126,7 @@ def test_listening_test_pairs_are_blind_seeded_and_right(workdir):
 
 def test_missing_report_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match="report.json"):
-    report_html.write_report_html(str(tmp_path))
+    run_page.write_report_html(str(tmp_path))
 
 
 # --------------------------------------------------------------- browser
@@ -174,7 +174,7 @@ def _wait_for(path, seconds=10.0):
 
 
 def test_pages_in_headless_chromium(workdir, tmp_path):
-  report_html.write_report_html(workdir, seed=1)
+  run_page.write_report_html(workdir, seed=1)
   downloads = str(tmp_path / "downloads")
   os.makedirs(downloads)
   driver, profile = _chrome(downloads)

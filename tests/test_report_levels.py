@@ -12,10 +12,10 @@ import pytest
 
 from emu import config as config_lib
 from emu import data as data_lib
-from emu import evaluate
+from emu.report import evaluate
 from emu import models
-from emu import report_html
-from emu import stream
+from emu.report import run_page
+from emu.report import speed
 from emu import workdir as workdir_lib
 
 RATE = 8000
@@ -80,7 +80,7 @@ def test_streaming_of_a_model_not_on_disk_is_measured_here_and_says_so(
   params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 1)))
   speed = evaluate.streaming_speed(model, params, str(tmp_path), (16,),
                                    44100)
-  assert speed["method"] == stream.IN_PROCESS_METHOD
+  assert speed["method"] == speed.IN_PROCESS_METHOD
   assert "no trained run" in speed["why"]
   assert speed["rows"][0]["block_size"] == 16 and speed["rows"][0]["rtf"] > 0
 
@@ -105,7 +105,7 @@ def test_a_run_folder_report_streams_in_a_child_and_labels_levels(tmp_path):
   # then its streaming rows were measured in a child, as a real-time host
   # runs, and say so;
   how = report["streaming_method"]
-  assert how["method"] == stream.CHILD_METHOD
+  assert how["method"] == speed.CHILD_METHOD
   assert how["settings"]["inline_dispatch"] and how["settings"][
       "one_xla_thread"]
   assert report["streaming"][0]["block_size"] == 64
@@ -115,7 +115,7 @@ def test_a_run_folder_report_streams_in_a_child_and_labels_levels(tmp_path):
   assert set(report["response_signals"]) == {"response_error",
                                              "noise_response_error"}
   # and the page says all three in words.
-  page = open(report_html.write_report_html(workdir, listening_test=False)
+  page = open(run_page.write_report_html(workdir, listening_test=False)
               ).read()
   assert "Small-signal response error (impulse, amplitude 0.1)" in page
   assert "Full-scale noise response error (white noise, peak 0.5)" in page

@@ -124,7 +124,8 @@ def apply_cli(*args):
 def test_apply_matches_offline_model_and_guards_files(tiny_run, tmp_path):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import soundfile as sf  # pylint: disable=g-import-not-at-top
-  from emu import evaluate, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from emu.train import restore
+  from emu.report import evaluate  # pylint: disable=g-import-not-at-top
   workdir, _ = tiny_run
   x = np.random.default_rng(0).uniform(-0.5, 0.5, 5000).astype(np.float32)
   sf.write(tmp_path / "in.wav", x, 44100, subtype="FLOAT")
@@ -132,7 +133,7 @@ def test_apply_matches_offline_model_and_guards_files(tiny_run, tmp_path):
                      str(tmp_path / "in.wav"), str(tmp_path / "out.wav"))
   assert result.returncode == 0, result.stderr[-2000:]
   y, rate = sf.read(tmp_path / "out.wav", dtype="float32")
-  model, params, _ = workdir_lib.load_params(str(workdir))
+  model, params, _ = restore.load_params(str(workdir))
   np.testing.assert_allclose(y, evaluate.predict(model, params, x), atol=1e-5)
   assert rate == 44100
   again = apply_cli(f"--workdir={workdir}", str(tmp_path / "in.wav"),
@@ -180,7 +181,7 @@ def test_every_flagfile_makes_a_valid_config(flagfile, tmp_path):
   # Read as run.py reads it (emu.cli, in this process: one subprocess per
   # flagfile cost a JAX start each), with the user's pair for a capture
   # recipe; the config survives its JSON and the model builds.
-  from emu import audition  # pylint: disable=g-import-not-at-top
+  from emu.capture import audition  # pylint: disable=g-import-not-at-top
   from emu import cli  # pylint: disable=g-import-not-at-top
   from emu import config as config_lib  # pylint: disable=g-import-not-at-top
   from emu import pipeline  # pylint: disable=g-import-not-at-top
@@ -217,7 +218,8 @@ def device_recording(tmp_path_factory):
   latency, as a user would record it."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   import soundfile as sf  # pylint: disable=g-import-not-at-top
-  from emu import effects, testsignal  # pylint: disable=g-import-not-at-top
+  from emu import effects
+  from emu.capture import testsignal  # pylint: disable=g-import-not-at-top
   folder = tmp_path_factory.mktemp("device")
   rate = 48000
   testsignal.write(str(folder / "input.wav"), sample_rate=rate, seconds=8.0,

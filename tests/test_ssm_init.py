@@ -9,6 +9,7 @@ import scipy.signal
 from emu.data import knobs as knob_data
 from emu.data import pairs
 from emu.models import lru
+from emu.models import data_init
 from emu.models import ssm_init
 from emu.models import svf
 from emu.models import svf_init
@@ -27,7 +28,7 @@ def _esr(y, t):
 
 def _fitted(model, x, t, channels=1):
   params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, channels)))
-  return ssm_init.with_fitted_layer(params, ssm_init.fit_layer(
+  return data_init.with_fitted_layer(params, data_init.fit_layer(
       model, params["params"]["layer_0"], x, t))
 
 
@@ -111,8 +112,8 @@ def test_wraps_only_a_model_that_asks_for_it():
   # Two members stacked (an ensemble's parameters) broadcast the fit.
   init = lambda: State(jax.vmap(lambda k: model.init(
       k, jnp.zeros((1, 8, 1))))(jax.random.split(jax.random.PRNGKey(0), 2)))
-  assert ssm_init.wrap_initializer(init, model, train) is init
-  fitted = ssm_init.wrap_initializer(init, model.clone(data_init=True),
+  assert data_init.wrap_initializer(init, model, train) is init
+  fitted = data_init.wrap_initializer(init, model.clone(data_init=True),
                                      train)()
   layer = fitted.params["params"]["layer_0"]
   assert layer["D"].shape == (2, 1, 1)

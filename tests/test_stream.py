@@ -12,6 +12,7 @@ import pytest
 
 from emu import models
 from emu import stream
+from emu.report import speed
 
 
 @pytest.mark.parametrize("name, hparams", [
@@ -82,7 +83,7 @@ def test_state_of_the_wrong_size_is_refused():
 def test_measure_reports_real_time_factor():
   model = models.create("lstm", hidden_size=4)
   params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 1)))
-  row = stream.measure(model, params, 32, seconds=0.05)
+  row = speed.measure(model, params, 32, seconds=0.05)
   assert row["block_size"] == 32 and row["blocks"] >= 1
   assert row["rtf"] > 0 and np.isclose(
       row["us_per_sample"], 1e6 / (44100 * row["rtf"]), rtol=1e-6)
@@ -189,14 +190,14 @@ def test_measure_in_child_runs_as_a_real_time_host(saved_run):
   # Given a run folder, when its streaming speed is measured in a child
   # (a few blocks: a check of the path, not of the speed),
   workdir, _, params = saved_run
-  measured = stream.measure_in_child(workdir, (1, 16), seconds=0.01,
+  measured = speed.measure_in_child(workdir, (1, 16), seconds=0.01,
                                      max_blocks=20, repeats=2)
   # then the child says how it ran: one pinned core, one XLA thread,
   # inline dispatch, on the CPU;
-  assert measured["method"] == stream.CHILD_METHOD
+  assert measured["method"] == speed.CHILD_METHOD
   settings = measured["settings"]
   assert settings["one_xla_thread"] and settings["inline_dispatch"]
-  assert settings["xla_flags"] == stream.ONE_THREAD_XLA_FLAGS
+  assert settings["xla_flags"] == speed.ONE_THREAD_XLA_FLAGS
   assert settings["backend"] == "cpu"
   if hasattr(os, "sched_setaffinity"):
     assert len(settings["pinned_cpus"]) == 1
@@ -212,18 +213,18 @@ def test_measure_in_child_runs_as_a_real_time_host(saved_run):
 
 def test_measure_in_child_of_a_folder_without_a_run_is_an_error(tmp_path):
   with pytest.raises(RuntimeError, match="no run"):
-    stream.measure_in_child(str(tmp_path), (16,), seconds=0.01,
+    speed.measure_in_child(str(tmp_path), (16,), seconds=0.01,
                             max_blocks=5, repeats=1)
 
 
 def test_measure_best_keeps_the_fastest_run_and_stops_at_its_budget():
   model = models.create("lstm", hidden_size=4)
   params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 1)))
-  row = stream.measure_best(model, params, 16, seconds=0.01, max_blocks=10,
+  row = speed.measure_best(model, params, 16, seconds=0.01, max_blocks=10,
                             repeats=3)
   assert row["repeats"] == 3 and row["blocks"] == 10 and row["rtf"] > 0
   # A budget the first run already spends: one run, however many repeats.
-  row = stream.measure_best(model, params, 16, seconds=0.01, max_blocks=10,
+  row = speed.measure_best(model, params, 16, seconds=0.01, max_blocks=10,
                             repeats=3, budget_s=1e-9)
   assert row["repeats"] == 1
 
@@ -233,10 +234,10 @@ def test_the_benchmark_measures_streaming_as_the_report_does(monkeypatch):
   # sizes and measurement are emu.stream's.
   from benchmarks import bench_options  # pylint: disable=g-import-not-at-top
   from benchmarks import bench_timing  # pylint: disable=g-import-not-at-top
-  assert bench_options.ONE_THREAD == stream.ONE_THREAD_XLA_FLAGS
+  assert bench_options.ONE_THREAD == speed.ONE_THREAD_XLA_FLAGS
   opts = bench_options.Options()
-  assert (opts.stream_seconds, opts.repeats) == (stream.SECONDS,
-                                                 stream.REPEATS)
+  assert (opts.stream_seconds, opts.repeats) == (speed.SECONDS,
+                                                 speed.REPEATS)
   calls = []
   monkeypatch.setattr(stream, "measure_best",
                       lambda *args, **kwargs: calls.append(kwargs) or {})

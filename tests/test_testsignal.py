@@ -1,4 +1,4 @@
-"""emu.testsignal: the layout is where the audio is, at any sample rate."""
+"""emu.capture.testsignal: the layout is where the audio is, at any sample rate."""
 
 import json
 import os
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emu import testsignal
+from emu.capture import testsignal
 
 SECONDS = 5.0  # the shortest useful signal is MIN_SECONDS (4.5 s)
 
@@ -78,7 +78,7 @@ def test_too_short_is_refused():
 
 def test_cli_writes_wav_and_sidecar_and_refuses_to_overwrite(tmp_path):
   out = str(tmp_path / "input.wav")
-  cmd = [sys.executable, "-m", "emu.testsignal", out, "--sample_rate=22050",
+  cmd = [sys.executable, "-m", "emu.capture.testsignal", out, "--sample_rate=22050",
          f"--seconds={SECONDS}"]
   env = dict(os.environ, PYTHONPATH=os.getcwd())
   done = subprocess.run(cmd, capture_output=True, text=True, env=env,

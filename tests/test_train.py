@@ -18,6 +18,7 @@ from emu import metrics
 from emu import stream
 from emu import train
 from emu import workdir
+from emu.train import restore
 
 SAMPLE_RATE = 44100
 
@@ -166,7 +167,7 @@ class TestFit:
     assert history[-1]["val1_esr"] < 0.5 * history[0]["val1_esr"]
     assert (tmp_path / "checkpoints" / "best").is_dir()
     assert (tmp_path / "checkpoints" / "last").is_dir()
-    model, params, loaded = workdir.load_params(str(tmp_path))
+    model, params, loaded = restore.load_params(str(tmp_path))
     assert loaded == cfg
     y, _ = model.apply(params, jnp.asarray(
         result.dataset.val1.input).reshape(1, -1, 1), None)
@@ -253,7 +254,7 @@ class TestEnsemble:
     np.testing.assert_allclose(y, ys.mean(axis=0), atol=1e-6)
     assert metrics.esr(np.asarray(y).ravel(), data.val1.target) == (
         pytest.approx(row["val1_esr"], rel=1e-5))
-    model, params, _ = workdir.load_params(str(tmp_path))
+    model, params, _ = restore.load_params(str(tmp_path))
     again, _ = model.apply(params, stream.as_batch(data.val1.input))
     np.testing.assert_allclose(again, y, atol=1e-6)
 

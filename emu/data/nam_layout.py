@@ -77,7 +77,7 @@ LOOKBACK = 10_000
 ABS_THRESHOLD = 0.0003
 REL_THRESHOLD = 0.001
 SAFETY_FACTOR = 1
-# The name `report_layout` gives the layout in `emu.datareport`.
+# The name `report_layout` gives the layout in `emu.capture.datareport`.
 LAYOUT_NAME = "NAM v3 reamp input"
 
 # nam/train/core.py `_detect_input_version` (0.13.0): md5 of the whole file
@@ -383,7 +383,7 @@ def nam_dataset(input_path, target_path, val2_files=(), channel=None):
 
 
 def report_layout(samples, sample_rate):
-  """The v3 layout as an `emu.datareport` layout dict, or None when a file
+  """The v3 layout as an `emu.capture.datareport` layout dict, or None when a file
   of `samples` at `sample_rate` cannot be NAM's v3 input."""
   if sample_rate != RATE or samples != V3_SAMPLES:
     return None

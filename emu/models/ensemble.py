@@ -12,7 +12,7 @@ different initialisations; the ensemble's output is their mean. The model
 contract holds: causal, stateful, streaming-exact when the members are.
 `as_one_recurrent` rewrites an ensemble of LSTM or GRU members as one wider
 model that computes the same mean, which is how ensembles export
-(`emu.export`).
+(`emu.plugins.export`).
 """
 
 import jax
@@ -21,6 +21,7 @@ from flax import linen as nn
 
 from emu.models import lstm_members
 from emu.models import recurrent
+from emu.models import registry
 
 
 class Ensemble(nn.Module):
@@ -37,9 +38,8 @@ class Ensemble(nn.Module):
   size: int = 4
 
   def _member(self):
-    from emu import models  # pylint: disable=g-import-not-at-top
     # parent=None: an unbound helper, not a submodule of this ensemble.
-    return models.model_class(self.member)(**dict(self.member_kwargs),
+    return registry.model_class(self.member)(**dict(self.member_kwargs),
                                            parent=None)
 
   def setup(self):
@@ -96,7 +96,7 @@ def as_one_recurrent(ensemble, params):
   same for every member, adds x once to the mean, as the ensemble does.
   So the merged model computes the ensemble's output exactly (up to float
   summation order), and exports to every format a single LSTM or GRU does
-  (`emu.export`). It costs the arithmetic of the wider model: E = 4
+  (`emu.plugins.export`). It costs the arithmetic of the wider model: E = 4
   members of 32 units run as one model of 128.
 
   Args:

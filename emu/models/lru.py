@@ -206,7 +206,7 @@ class LRU(ssm.Stack):
       pair (emu.models.ssm_init: the poles by equation error, then the
       residues and D by output error), not from the random start; a
       one-layer model without knobs only. `init` alone ignores it (it sees
-      no data): the trainer applies it (ssm_init.wrap_initializer).
+      no data): the trainer applies it (data_init.wrap_initializer).
   """
   state_size: int = 4
   knob_hidden: int = 0

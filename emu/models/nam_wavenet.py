@@ -121,7 +121,7 @@ def _refuse(lc, i):
 
 def canonical_config(config):
   """A .nam WaveNet "config" (0.5.x legacy or 0.7.0) in the explicit 0.7.0
-  form this module and `emu.plugin_wavenet` write, as a dict.
+  form this module and `emu.plugins.wavenet_formats` write, as a dict.
 
   Raises:
     ValueError: a feature emu does not run (the message names it).

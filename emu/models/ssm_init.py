@@ -1,5 +1,4 @@
-"""A one-layer lru started from a least-squares fit of the training pair
-(and the trainer's hook, `wrap_initializer`, for it and emu.models.svf_init).
+"""A one-layer lru started from a least-squares fit of the training pair.
 
 Gradient descent on a recursive filter's output error is not convex: from
 some starts the one-mode lru of experiments/ssm.flags let its pole angle
@@ -26,16 +25,12 @@ the thesis HPF-440 task the start alone is at val1 ESR 1.1e-10
 (benchmarks/README.md). The fit reads the training pair alone, never the
 effect's coefficients.
 
-The trainer calls it through `wrap_initializer` (emu.train.loop), which
-leaves every other model's initialisation alone.
+The trainer calls it through emu.models.data_init, which leaves every
+other model's initialisation alone.
 """
 
 import math
-import time
 
-from absl import logging
-import jax
-import jax.numpy as jnp
 import numpy as np
 import scipy.signal
 
@@ -197,68 +192,3 @@ def fit_lru(model, x, t):
   lam = modes_from_poles(np.roots(a), model.state_size)
   residues, d = fit_residues(x, t, lam)
   return lru_params(lam, residues, d, model.normalize)
-
-
-def fit_layer(model, layer, x, t):
-  """layer_0's parameters of a one-layer lru or svf fitted to the
-  training pair (x, t): `fit_lru` or emu.models.svf_init.fit_svf.
-
-  layer: the model's initial layer_0 parameters (one member's).
-  """
-  from emu.models import svf  # pylint: disable=g-import-not-at-top
-  from emu.models import svf_init  # pylint: disable=g-import-not-at-top
-  if isinstance(model, svf.SVF):
-    return svf_init.fit_svf(model, x, t, layer)
-  return fit_lru(model, x, t)
-
-
-def with_fitted_layer(params, fitted):
-  """params with layer_0's leaves replaced by `fitted` (nested like them;
-  leaves it lacks kept), broadcast over any leading axes, e.g. an
-  ensemble's members."""
-
-  def merge(tree, new, where):
-    tree = dict(tree)
-    for name, value in new.items():
-      if isinstance(value, dict):
-        tree[name] = merge(tree[name], value, f"{where}/{name}")
-        continue
-      shape = np.shape(tree[name])
-      if shape[len(shape) - np.ndim(value):] != np.shape(value):
-        raise ValueError(f"data_init: {where}/{name} has shape {shape}, "
-                         f"the fit {np.shape(value)}")
-      tree[name] = jnp.broadcast_to(jnp.asarray(value), shape)
-    return tree
-
-  inner = dict(params["params"],
-               layer_0=merge(params["params"]["layer_0"], fitted, "layer_0"))
-  return dict(params, params=inner)
-
-
-def wrap_initializer(init_state, model, train):
-  """The trainer's `init_state` (() -> TrainState), with a model that has
-  `data_init` set (an lru or svf) started from `fit_layer` of the training
-  pair `train` (an emu.data.Pair); `init_state` itself for any other model.
-
-  The fit runs once, on the first call; an ensemble's members all start
-  from it. Adam's state starts at zero whatever the parameters, so only
-  the parameters change.
-  """
-  if not getattr(model, "data_init", False):
-    return init_state
-  cache = {}
-
-  def initialize():
-    state = init_state()
-    params = jax.device_get(state.params)
-    if "fitted" not in cache:
-      layer = params["params"]["layer_0"]
-      if np.ndim(layer["D"]) == 3:  # [members, d_in, d_out]: an ensemble
-        layer = jax.tree.map(lambda v: v[0], layer)
-      start = time.perf_counter()
-      cache["fitted"] = fit_layer(model, layer, train.input, train.target)
-      logging.info("data_init: least-squares start in %.1f s",
-                   time.perf_counter() - start)
-    return state.replace(params=with_fitted_layer(params, cache["fitted"]))
-
-  return initialize

@@ -198,7 +198,7 @@ class SVF(ssm.Stack):
       pair (emu.models.svf_init: a biquad per knob setting, written as
       the SVF, and the knob MLP fitted across the settings); one layer,
       one section. `init` alone ignores it (it sees no data): the
-      trainer applies it (ssm_init.wrap_initializer).
+      trainer applies it (data_init.wrap_initializer).
   """
   data_init: bool = False
 

@@ -16,7 +16,7 @@ the next block and convolves VALID, which is a ring buffer in array form.
 
 NAM's own WaveNet differs in layout (no input bias, one head path summed
 from raw activations, an input mixer per layer); it is
-`emu.models.nam_wavenet`, and `emu.plugin_folds.wavenet_as_nam` writes this
+`emu.models.nam_wavenet`, and `emu.plugins.folds.wavenet_as_nam` writes this
 model in its form for `.nam` export. This model starts from zero histories;
 NAM's from silence (the two differ in the first receptive field).
 """

@@ -37,6 +37,6 @@ from emu.train.step import make_optimizer
 from emu.train.step import make_train_step
 from emu.train.step import seq2seq_predict
 from emu.train.step import TrainState
-from emu.workdir import load_params
+from emu.train.restore import load_params
 from emu.workdir import sample_rate_of
 from emu.workdir import WorkdirConflict

@@ -37,7 +37,7 @@ from emu.train import batches
 from emu.train import outcome
 from emu.train import parallel
 from emu.train import step as step_lib
-from emu.models import ssm_init
+from emu.models import data_init
 from emu.train.stopping import EarlyStopping  # pylint: disable=g-importing-member
 
 
@@ -86,7 +86,7 @@ class _Plan:
 
 
 @dataclasses.dataclass
-class _Loop:
+class Loop:
   """What the loop carries from epoch to epoch."""
   state: Any
   best_params: Any
@@ -121,7 +121,7 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
     stop_after_epochs: end this call after so many epochs in total, as if
       interrupted (tests resume from it).
     stop_after_seconds: end this call once the run has trained so many
-      seconds in total, as if interrupted (`emu.audition`'s short runs).
+      seconds in total, as if interrupted (`emu.capture.audition`'s short runs).
     on_start: called (on process 0) once every input is checked and
       workdir holds config.json, before the first epoch: what else a run
       writes into its folder (emu.pipeline: data_report.json).
@@ -158,7 +158,7 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
   return _finish(plan, loop, reason)
 
 
-def stop_reason(cfg: config_lib.Config, loop: _Loop,
+def stop_reason(cfg: config_lib.Config, loop: Loop,
                 stop_after_epochs: Optional[int] = None) -> Optional[str]:
   """Why training stops before the next epoch, or None to go on.
 
@@ -230,8 +230,8 @@ def _check(cfg, workdir, overwrite, dataset):
         f"batch_size {cfg.batch_size} does not split over {mesh.size} "
         f"devices; use a multiple of {mesh.size}")
   step = step_lib.make_train_step(model, tx, loss_fn, cfg)
-  init_state = ssm_init.wrap_initializer(
-      _state_initializer(cfg, model, tx, channels), model, dataset.train)
+  init_state = data_init.wrap_initializer(
+      state_initializer(cfg, model, tx, channels), model, dataset.train)
   if cfg.ensemble == 1:
     to_full = lambda params: params
     predict = stream.make_predict(full_model)
@@ -261,7 +261,7 @@ def _start(plan: _Plan, overwrite: bool):
   parallel.on_process_zero(start)
 
 
-def _state_initializer(cfg, model, tx, channels):
+def state_initializer(cfg, model, tx, channels):
   """() -> a fresh TrainState: one model's, or E members' from E keys
   stacked (independent runs that share the batches)."""
   key = jax.random.PRNGKey(cfg.seed)
@@ -274,20 +274,20 @@ def _state_initializer(cfg, model, tx, channels):
           jax.random.split(key, cfg.ensemble))
 
 
-def checkpoint_template(loop: _Loop):
+def checkpoint_template(loop: Loop):
   """The 'last' checkpoint's shapes (the live arrays get donated)."""
   return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
                       loop.checkpoint())
 
 
-def _fresh_loop(plan: _Plan) -> _Loop:
+def _fresh_loop(plan: _Plan) -> Loop:
   state = plan.init_state()
-  return _Loop(state=state, best_params=jax.tree.map(jnp.copy, state.params),
+  return Loop(state=state, best_params=jax.tree.map(jnp.copy, state.params),
                stopper=EarlyStopping(patience=plan.cfg.patience,
                                      min_delta=plan.cfg.min_delta))
 
 
-def _init_or_restore(plan: _Plan, loop: _Loop) -> _Loop:
+def _init_or_restore(plan: _Plan, loop: Loop) -> Loop:
   """The fresh `loop`, or the one the 'last' checkpoint holds (to resume).
 
   Over several processes, process 0 reads the checkpoint and metrics.jsonl
@@ -297,7 +297,7 @@ def _init_or_restore(plan: _Plan, loop: _Loop) -> _Loop:
   restored, history = parallel.on_process_zero(
       lambda: _read_last(plan, loop))
   if restored is not None:
-    loop = _Loop(state=restored["state"],
+    loop = Loop(state=restored["state"],
                  best_params=restored["best_params"],
                  stopper=loop.stopper.from_array(restored["stopper"]),
                  epoch=int(restored["epoch"]),
@@ -311,14 +311,14 @@ def _init_or_restore(plan: _Plan, loop: _Loop) -> _Loop:
   return loop
 
 
-def _read_last(plan: _Plan, loop: _Loop):
+def _read_last(plan: _Plan, loop: Loop):
   """(the 'last' checkpoint or None, metrics.jsonl's rows up to its epoch)."""
   restored = plan.checkpoints.restore("last", checkpoint_template(loop))
   epoch = 0 if restored is None else int(restored["epoch"])
   return restored, workdir_lib.read_history(plan.workdir, epoch)
 
 
-def _run_epoch(plan: _Plan, loop: _Loop):
+def _run_epoch(plan: _Plan, loop: Loop):
   """One pass over the training batches; (loop, row of train_* means)."""
   start = time.perf_counter()
   epoch_key, loop.state = step_lib.next_epoch_key(loop.state,
@@ -345,7 +345,7 @@ def _run_epoch(plan: _Plan, loop: _Loop):
   return loop, row
 
 
-def _validate(plan: _Plan, loop: _Loop, row: dict, start: float) -> bool:
+def _validate(plan: _Plan, loop: Loop, row: dict, start: float) -> bool:
   """val1 ESR, early stopping and the best parameters; logs the epoch.
 
   Returns False (and changes nothing) if the val1 output is not finite.
@@ -370,7 +370,7 @@ def _validate(plan: _Plan, loop: _Loop, row: dict, start: float) -> bool:
   return True
 
 
-def _scored_row(plan: _Plan, loop: _Loop, params, row: dict, start: float):
+def _scored_row(plan: _Plan, loop: Loop, params, row: dict, start: float):
   """`row` with val1's ESR and the epoch's times; None if the val1 output
   is not finite."""
   scores = _val1_esr(plan, params)
@@ -400,7 +400,7 @@ def _val1_esr(plan: _Plan, params):
   return metrics.esr(output, target), members
 
 
-def _maybe_checkpoint(plan: _Plan, loop: _Loop, force: bool = False):
+def _maybe_checkpoint(plan: _Plan, loop: Loop, force: bool = False):
   """Saves last (and best) if checkpoint_every_s has passed (or `force`);
   the time it takes counts as training."""
   if loop.saved_epoch == loop.epoch:
@@ -422,7 +422,7 @@ def _maybe_checkpoint(plan: _Plan, loop: _Loop, force: bool = False):
   loop.saved_epoch, loop.saved_at = loop.epoch, time.perf_counter()
 
 
-def _diverged(plan: _Plan, loop: _Loop, what: str) -> str:
+def _diverged(plan: _Plan, loop: Loop, what: str) -> str:
   """Non-finite numbers: stops with the best parameters so far (their
   'best' checkpoint saved), or TrainingFailed if no epoch gave any."""
   if loop.stopper.best_epoch < 1:
@@ -439,7 +439,7 @@ def _diverged(plan: _Plan, loop: _Loop, what: str) -> str:
   return "diverged"
 
 
-def _finish(plan: _Plan, loop: _Loop, reason: str) -> FitResult:
+def _finish(plan: _Plan, loop: Loop, reason: str) -> FitResult:
   _maybe_checkpoint(plan, loop, force=True)
   logging.info("training stopped (%s) after %d epochs, %.1f s; best val1 "
                "ESR %.3e at epoch %d", reason, loop.epoch, loop.elapsed,
@@ -476,20 +476,3 @@ def _log_epoch(row, cfg, elapsed, epoch, stop_after_s=None):
 def _channels(signal) -> int:
   """Input channels of a [time] or [time, channels] signal."""
   return 1 if np.ndim(signal) == 1 else int(np.shape(signal)[-1])
-
-
-def restore_last_params(cfg: config_lib.Config,
-                        checkpoints: workdir_lib.Checkpoints, channels: int,
-                        sample_rate=None):
-  """The parameters of the 'last' checkpoint, which holds the whole training
-  state, as the full model takes them; None if there is none."""
-  member = models.build_model(cfg.replace(ensemble=1), channels, sample_rate)
-  tx = step_lib.make_optimizer(cfg, 1)  # the schedule does not shape state
-  state = jax.eval_shape(_state_initializer(cfg, member, tx, channels))
-  template = checkpoint_template(_Loop(state=state, best_params=state.params,
-                                       stopper=EarlyStopping()))
-  restored = checkpoints.restore("last", template)
-  if restored is None:
-    return None
-  return (step_lib.ensemble_params if cfg.ensemble > 1 else
-          (lambda p: p))(restored["state"].params)

@@ -5,10 +5,10 @@
 
 `report.html` reads `report.json`, `audio/*.wav` and `plots/*.png` (and
 `data_report.json` when there is one) and embeds everything
-(`emu.pages`): the metrics table, audio players for input, target, output
+(`emu.report.pages`): the metrics table, audio players for input, target, output
 and difference of each validation set (as 16-bit PCM), and the plots. It
 opens offline, from a file, and can be mailed as it is. It links the run's
-blind listening test, which `emu.listening_test` writes beside it.
+blind listening test, which `emu.report.listening_test` writes beside it.
 """
 
 import html
@@ -17,9 +17,9 @@ import os
 
 import numpy as np
 
-from emu import datareport
-from emu import listening_test as listening_test_lib
-from emu import pages
+from emu.capture import datareport
+from emu.report import listening_test as listening_test_lib
+from emu.report import pages
 from emu import workdir as workdir_lib
 
 KINDS = ("input", "target", "output", "difference")

@@ -22,8 +22,9 @@ import soundfile as sf
 from emu import data as data_lib
 from emu import effects
 from emu import metrics
-from emu import plots
+from emu.report import plots
 from emu import stream
+from emu.report import speed
 from emu import workdir as workdir_lib
 from emu.models import ensemble as ensemble_lib
 
@@ -317,13 +318,13 @@ def streaming_speed(model, params, workdir, block_sizes, sample_rate,
   """Streaming speed as a real-time host gets it, and how it was measured.
 
   A run folder's model is measured in a child process on one pinned core
-  with inline dispatch (`emu.stream.measure_in_child`, as
+  with inline dispatch (`emu.report.speed.measure_in_child`, as
   experiments/bench.py does). A model that is not on disk (a notebook's,
   or one whose checkpoint is another model) is measured in this process
-  (`emu.stream.IN_PROCESS_METHOD`), its method saying so.
+  (`emu.report.speed.IN_PROCESS_METHOD`), its method saying so.
 
   Returns:
-    {"method", "rows": one `emu.stream.measure_best` row per block size,
+    {"method", "rows": one `emu.report.speed.measure_best` row per block size,
     and "settings" (the child's) or "why" (why in this process)}.
   """
   if not block_sizes:
@@ -331,7 +332,7 @@ def streaming_speed(model, params, workdir, block_sizes, sample_rate,
   why = f"{workdir} holds no trained run (config, best checkpoint) to load"
   if _can_load(workdir):
     try:
-      measured = stream.measure_in_child(workdir, block_sizes,
+      measured = speed.measure_in_child(workdir, block_sizes,
                                          budget_s=STREAM_BUDGET_S)
       if measured["parameters"] == parameter_count(params):
         return measured
@@ -342,10 +343,10 @@ def streaming_speed(model, params, workdir, block_sizes, sample_rate,
       why = str(e)
   logging.warning("streaming speed measured in this process (%s): slower "
                   "than a real-time host's", why)
-  rows = [stream.measure_best(model, params, block, sample_rate=sample_rate,
+  rows = [speed.measure_best(model, params, block, sample_rate=sample_rate,
                               channels=channels, budget_s=STREAM_BUDGET_S)
           for block in block_sizes]
-  return {"method": stream.IN_PROCESS_METHOD, "why": why,
+  return {"method": speed.IN_PROCESS_METHOD, "why": why,
           "inline_dispatch": stream.inline_dispatch(),
           "backend": jax.default_backend(), "rows": rows}
 

@@ -32,7 +32,7 @@ import datetime
 
 import numpy as np
 
-from emu import plugin_folds
+from emu.plugins import folds
 from emu.models import nam_wavenet
 
 NAM_WAVENET_VERSION = "0.7.0"
@@ -76,16 +76,16 @@ def nam_params(spec, weights):
 
 def export_nam_wavenet(model, params, sample_rate, metadata=None):
   """The .nam dict of a NamWaveNet, or of emu's `wavenet` (mapped by
-  `plugin_folds.wavenet_as_nam`, audio input only)."""
+  `folds.wavenet_as_nam`, audio input only)."""
   if type(model).__name__ == "WaveNet":
-    model, params = plugin_folds.wavenet_as_nam(model, params)
-  spec = nam_wavenet.with_inputs(model.spec, plugin_folds.input_channels(
+    model, params = folds.wavenet_as_nam(model, params)
+  spec = nam_wavenet.with_inputs(model.spec, folds.input_channels(
       model, params))
   return {
       "version": NAM_WAVENET_VERSION,
       "architecture": "WaveNet",
       "config": spec,
-      "weights": plugin_folds.float_list(nam_weights(spec, params)),
+      "weights": folds.float_list(nam_weights(spec, params)),
       "sample_rate": float(sample_rate),
       "metadata": {"date": nam_date(), "exported_by": "emu",
                    **(metadata or {})},
@@ -109,7 +109,7 @@ def load_nam_wavenet(d):
   expected = 1 + sum(int(np.prod(s)) for s in nam_wavenet.param_shapes(
       spec).values())
   if len(d["weights"]) != expected:
-    raise plugin_folds.ExportError(
+    raise folds.ExportError(
         f"the file holds {len(d['weights'])} weights; its WaveNet config "
         f"needs {expected} (a damaged or truncated file)")
   tree, used = nam_params(spec, d["weights"])
@@ -117,7 +117,7 @@ def load_nam_wavenet(d):
   if abs(tail - spec["head_scale"]) > 1e-5:  # as NAM's import_weights
     spec["head_scale"] = tail
   model = nam_wavenet.NamWaveNet(config=nam_wavenet.dumps(spec))
-  return model, plugin_folds.wrap(tree), d.get("sample_rate")
+  return model, folds.wrap(tree), d.get("sample_rate")
 
 
 # ------------------------------------------------------------- RTNeural
@@ -127,12 +127,12 @@ def _layer(kind, out, arrays, **extra):
   """One RTNeural layer dict; `arrays` are its weights, in order."""
   return {"type": kind, "activation": extra.pop("activation", ""),
           "shape": [None, None, out],
-          "weights": [plugin_folds.float_list(a) for a in arrays], **extra}
+          "weights": [folds.float_list(a) for a in arrays], **extra}
 
 
 def export_rtneural_wavenet(model, params):
   """RTNeural layers (conv1d/dense stack) of emu's ungated `wavenet`."""
-  p = plugin_folds.numpy_tree(params)
+  p = folds.numpy_tree(params)
   c, taps, last = model.channels, model.kernel_size, len(model.dilations) - 1
   wh, bh = p["head"]["kernel"].reshape(c), p["head"]["bias"].reshape(())
   const = bh + sum(p[f"skip_{j}"]["bias"] for j in range(last + 1)) @ wh

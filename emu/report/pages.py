@@ -1,7 +1,7 @@
 """The pieces emu's self-contained HTML pages are made of.
 
-`report.html` (`emu.report_html`) and `listening_test.html`
-(`emu.listening_test`) share them: the page shell and its style, audio and
+`report.html` (`emu.report.run_page`) and `listening_test.html`
+(`emu.report.listening_test`) share them: the page shell and its style, audio and
 images embedded as base64 data: URIs (WAVs converted to 16-bit PCM, which
 every browser plays; not all play float WAVs), audio players, and a run's
 report.json with the validation sets it evaluated. A page built from them

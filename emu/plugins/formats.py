@@ -1,13 +1,13 @@
 """emu's models in real-time plugin formats, written and read back.
 
-What `emu.export` writes (`python -m emu.export`). Formats (all JSON):
+What `emu.plugins.export` writes (`python -m emu.export`). Formats (all JSON):
 
 - `nam`: Neural Amp Modeler's `.nam` file (the NAM plugin and
   NeuralAmpModelerCore). LSTM: architecture "LSTM", per layer the PyTorch
   matrix [w_ih | w_hh] as [4H, in + H] row-major, the bias b_ih + b_hh [4H],
   the initial hidden and cell states [H] each (zeros: emu starts from zero),
   then the head Linear(H, 1) weight [H] and bias. emu's `wavenet` and
-  `nam_wavenet`: architecture "WaveNet" (`emu.plugin_wavenet`). NAM has no
+  `nam_wavenet`: architecture "WaveNet" (`emu.plugins.wavenet_formats`). NAM has no
   GRU.
 - `rtneural`: RTNeural's Keras-style JSON (`RTNeural::json_parser`):
   "in_shape", then "lstm"/"gru" layers with Keras weights (kernel [in][nH],
@@ -15,7 +15,7 @@ What `emu.export` writes (`python -m emu.export`). Formats (all JSON):
   i, f, c, o equals emu's (PyTorch's) i, f, g, o; Keras's GRU order z, r, h
   differs from emu's r, z, n, so GRU columns are reordered, and its bias is
   [2][3H] (input, recurrent) in the reset-after form emu uses. An ungated
-  `wavenet` goes in as conv1d and dense layers (`emu.plugin_wavenet`).
+  `wavenet` goes in as conv1d and dense layers (`emu.plugins.wavenet_formats`).
 - `guitarml`: the JSON of Automated-GuitarAmpModelling's SimpleRNN
   ({"model_data": ..., "state_dict": ...} in PyTorch layout), which
   GuitarML's plugins (NeuralPi, Proteus, ...) load into RTNeural.
@@ -23,15 +23,15 @@ What `emu.export` writes (`python -m emu.export`). Formats (all JSON):
 The dry-input skip (`skip=True`, emu's default: y = RNN(x) + x): NAM's LSTM
 and a plain RTNeural stack compute head(h) only, so a skip model is written
 as the equal model with one more unit that carries x to the head
-(`emu.plugin_folds.fold_skip`: LSTM-32 with the skip becomes LSTM-33). The
+(`emu.plugins.folds.fold_skip`: LSTM-32 with the skip becomes LSTM-33). The
 `guitarml` format records `"skip": 1`, and GuitarML's plugins add the input
 themselves (NeuralPi's RT_LSTM returns `model.forward(x) + x`), so a skip
 model goes in as it is, and one without the skip gets the extra unit
 carrying -x (GuitarML's plugins are built for one hidden size: check that
-yours takes H + 1). Knob channels are fixed by `emu.export` (`knobs`) before
+yours takes H + 1). Knob channels are fixed by `emu.plugins.export` (`knobs`) before
 a writer sees the model.
 
-An ensemble is written as one wider model by `emu.export.export`.
+An ensemble is written as one wider model by `emu.plugins.export.export`.
 `load_nam`, `load_rtneural` and `load_guitarml` rebuild the emu model and
 params from a file (or its dict), so a file can be checked against the
 model it came from. JSON stores each float32 weight exactly (its float64
@@ -45,15 +45,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from emu import models
-from emu import plugin_folds
-from emu import plugin_wavenet
+from emu.plugins import folds
+from emu.plugins import wavenet_formats
 
 FORMATS = ("nam", "rtneural", "guitarml")
 # The .nam version of LSTM files: the LSTM layout has not changed since 0.5,
 # and NeuralAmpModelerCore releases that read only 0.5.x files are still in
-# use. WaveNets need 0.7.0 (plugin_wavenet.NAM_WAVENET_VERSION).
+# use. WaveNets need 0.7.0 (wavenet_formats.NAM_WAVENET_VERSION).
 NAM_VERSION = "0.5.4"
-ExportError = plugin_folds.ExportError
+ExportError = folds.ExportError
 _RECURRENT = ("LSTM", "GRU")
 
 
@@ -81,7 +81,7 @@ def _family(model, fmt):
 
 
 def _one_input(model, params, fmt):
-  n = plugin_folds.input_channels(model, params)
+  n = folds.input_channels(model, params)
   if n != 1:
     raise ExportError(
         f"the model reads {n} input channels (audio + {n - 1} knobs); the "
@@ -92,7 +92,7 @@ def _one_input(model, params, fmt):
 def _without_skip(model, params):
   """The model, with the skip folded into one more unit if it has one."""
   if model.skip:
-    return plugin_folds.fold_skip(model, params)
+    return folds.fold_skip(model, params)
   return model, params
 
 
@@ -144,7 +144,7 @@ def export_nam(model, params, sample_rate, metadata=None) -> dict:
 
   Args:
     model: emu LSTM (skip or not), `wavenet` or `nam_wavenet`, reading one
-      input channel (audio; `emu.export.export` fixes knobs first).
+      input channel (audio; `emu.plugins.export.export` fixes knobs first).
     params: its Flax params ({"params": {...}}).
     sample_rate: Hz the model was trained at (the plugin checks it).
     metadata: extra "metadata" entries (name, modeled_by, loudness, ...).
@@ -158,7 +158,7 @@ def export_nam(model, params, sample_rate, metadata=None) -> dict:
   """
   if type(model).__name__ in ("WaveNet", "NamWaveNet"):
     _one_input(model, params, "NAM")
-    return plugin_wavenet.export_nam_wavenet(model, params, sample_rate,
+    return wavenet_formats.export_nam_wavenet(model, params, sample_rate,
                                              metadata)
   if _family(model, "nam") != "lstm":
     raise ExportError(
@@ -181,9 +181,9 @@ def export_nam(model, params, sample_rate, metadata=None) -> dict:
       "architecture": "LSTM",
       "config": {"input_size": 1, "hidden_size": hidden,
                  "num_layers": model.num_layers},
-      "weights": plugin_folds.float_list(np.concatenate(weights)),
+      "weights": folds.float_list(np.concatenate(weights)),
       "sample_rate": float(sample_rate),
-      "metadata": {"date": plugin_wavenet.nam_date(), "exported_by": "emu",
+      "metadata": {"date": wavenet_formats.nam_date(), "exported_by": "emu",
                    **(metadata or {})},
   }
 
@@ -207,7 +207,7 @@ def load_nam(path_or_dict):
   d = _read_json(path_or_dict)
   if d.get("architecture") in ("WaveNet", "SlimmableContainer"):
     try:
-      return plugin_wavenet.load_nam_wavenet(d)
+      return wavenet_formats.load_nam_wavenet(d)
     except ValueError as e:
       raise ExportError(f"this .nam WaveNet cannot be read: {e}") from e
   if d.get("architecture") != "LSTM":
@@ -273,7 +273,7 @@ def export_rtneural(model, params, sample_rate=None, metadata=None) -> dict:
               "") + ": retrain with --nogated to export a wavenet to "
           "RTNeural, or use --format=nam")
     return {"in_shape": [None, None, 1], "layers":
-            plugin_wavenet.export_rtneural_wavenet(model, params),
+            wavenet_formats.export_rtneural_wavenet(model, params),
             "metadata": meta}
   family = _family(model, "rtneural")
   model, params = _without_skip(model, params)
@@ -290,10 +290,10 @@ def export_rtneural(model, params, sample_rate=None, metadata=None) -> dict:
                            _gru_to_keras(layer["b_hh"], hidden)])]
     out.append({"type": family, "activation": "",
                 "shape": [None, None, hidden],
-                "weights": [plugin_folds.float_list(a) for a in weights]})
+                "weights": [folds.float_list(a) for a in weights]})
   out.append({"type": "dense", "activation": "", "shape": [None, None, 1],
-              "weights": [plugin_folds.float_list(w_out),
-                          plugin_folds.float_list(b_out)]})
+              "weights": [folds.float_list(w_out),
+                          folds.float_list(b_out)]})
   return {"in_shape": [None, None, _input_size(layers)], "layers": out,
           "metadata": meta}
 
@@ -353,7 +353,7 @@ def export_guitarml(model, params, sample_rate=None, metadata=None) -> dict:
   """
   family = _family(model, "guitarml")
   if not model.skip:
-    model, params = plugin_folds.fold_skip(model, params, sign=-1.0)
+    model, params = folds.fold_skip(model, params, sign=-1.0)
   layers, w_out, b_out = _layers(model, params)
   state = {}
   for k, layer in enumerate(layers):
@@ -376,7 +376,7 @@ def export_guitarml(model, params, sample_rate=None, metadata=None) -> dict:
           "output_size": 1, "unit_type": family.upper(),
           "num_layers": model.num_layers, "hidden_size": model.hidden_size,
           "bias_fl": True},
-      "state_dict": {k: plugin_folds.float_list(v) for k, v in state.items()},
+      "state_dict": {k: folds.float_list(v) for k, v in state.items()},
       "emu": emu_info,
   }
 

@@ -1,8 +1,8 @@
 """Aggregates the ratings that a listening test page exports.
 
-  python -m emu.ratings ratings_*.json ratings_*.csv [--by_set] [--json=OUT]
+  python -m emu.report.ratings ratings_*.json ratings_*.csv [--by_set] [--json=OUT]
 
-The page is `listening_test.html` (`emu.listening_test`). As the thesis
+The page is `listening_test.html` (`emu.report.listening_test`). As the thesis
 reported its listening test: per model, the number of ratings, their mean
 (and standard deviation) on the 4-point scale (1 not similar at all, 2 some
 similarities, 3 almost the same, 4 the same), and how many pairs got each
@@ -24,7 +24,7 @@ import sys
 from absl import flags
 
 from emu import cli
-from emu import listening_test
+from emu.report import listening_test
 
 FLAGS = flags.FLAGS
 SCORES = (1, 2, 3, 4)
@@ -138,7 +138,7 @@ def format_table(summary, by=("model",)):
 def main(argv):
   paths = argv[1:]
   if not paths:
-    print("usage: python -m emu.ratings FILES... [--by_set] [--json=OUT]",
+    print("usage: python -m emu.report.ratings FILES... [--by_set] [--json=OUT]",
           file=sys.stderr)
     return 2
   rows = latest([row for path in paths for row in read_ratings(path)])

@@ -1,6 +1,6 @@
 """Rewrites a trained model into an equal one that a plugin format can carry.
 
-`emu.export` applies these before writing a file; each returns a new
+`emu.plugins.export` applies these before writing a file; each returns a new
 (model, params) and leaves the input alone.
 
 - `fix_knobs`: a knob-conditioned model at fixed knob values. The plugins

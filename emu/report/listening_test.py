@@ -9,9 +9,9 @@ similarities, 3 almost the same, 4 the same) with a free-text note. A
 control pair (the target against itself) per run checks the raters. The
 page exports the ratings as JSON and CSV by itself (a Blob download; no
 server), keeps them in the browser's localStorage while rating, and
-`python -m emu.ratings FILES...` aggregates the exports. The pairs are blind
+`python -m emu.report.ratings FILES...` aggregates the exports. The pairs are blind
 to the eye, not to the page source, which holds the key. Like report.html
-(`emu.report_html`) it embeds its audio (`emu.pages`) and opens offline.
+(`emu.report.run_page`) it embeds its audio (`emu.report.pages`) and opens offline.
 """
 
 import datetime
@@ -21,8 +21,8 @@ import os
 
 import numpy as np
 
-from emu import pages
-from emu import testsignal
+from emu.report import pages
+from emu.capture import testsignal
 from emu import workdir as workdir_lib
 
 SCALE = {1: "not similar at all", 2: "some similarities",

@@ -1,0 +1,470 @@
+"""What a recorded (input, target) pair holds, before training on it.
+
+  python -m emu.datareport INPUT.wav TARGET.wav
+
+  report = data_report(("input.wav", "recorded.wav"))
+  print(format_report(report))
+
+reports the duration and sample rate; peak and RMS level (dBFS) and clipped
+samples of each side; the latency of the target (samples and ms, from
+`emu.data.estimate_latency`, and from the blips when the input is emu's
+test signal); the device's noise floor in the test signal's silences; and,
+when the input plays a segment twice, the device's repeatability: the ESR
+between the two recorded repetitions. A model predicts one deterministic
+output, so against a target that carries independent noise n its ESR cannot
+go below E[n^2] / E[y^2], half the ESR between two recordings: that half is
+reported as `esr_floor`, the best ESR any model can reach on this data.
+Where the target is silent in the first repetition that ESR is undefined
+(`emu.metrics.esr`), as is the latency of a silent side, of files at two
+sample rates, or of a pair whose correlation peak cannot be trusted (too
+little broadband input, a peak that does not stand out or lies at the edge
+of the search: `emu.data.latency.latency_or_reason`): the report gives None
+and says why, not a number.
+
+The repeated segment comes from the test signal's layout (`emu.capture.testsignal`:
+its sidecar next to the input WAV is found by itself) or is detected by
+cross-correlating the input with itself.
+
+The report never refuses a pair it can read: unequal lengths, rates or
+channels become `warnings` (training itself, in `emu.data.load_pair`, still
+refuses them).
+"""
+
+import math
+import os
+import sys
+
+from absl import logging
+import numpy as np
+import scipy.fft
+
+from emu import cli
+from emu import data as data_lib
+from emu import metrics
+from emu.capture import testsignal
+from emu import workdir as workdir_lib
+from emu.data import files as files_lib
+from emu.data import latency as latency_lib
+from emu.data import nam_layout
+
+MAX_LATENCY_MS = 50.0
+# Below this peak level (dBFS) a side is too quiet to train on well.
+QUIET_PEAK_DBFS = -30.0
+# Repeat detection: lags shorter than this (s) are a signal's own texture.
+MIN_REPEAT_SECONDS = 0.1
+# Blocks (s) compared between the copies, and the relative difference
+# energy under which two blocks count as the same audio.
+REPEAT_BLOCK_SECONDS = 0.01
+REPEAT_MATCH = 1e-4
+# Autocorrelation peaks tried as the repeat's lag.
+REPEAT_CANDIDATES = 32
+
+
+def _db(value):
+  """Amplitude in dB, -inf for silence (a report shows it, never floors it;
+  unlike `emu.metrics`'s floored response dB)."""
+  return 20.0 * math.log10(value) if value > 0 else -math.inf
+
+
+def _levels(x):
+  """Peak and RMS (dBFS; RMS of a full-scale square = 0 dBFS) and clips."""
+  x = np.asarray(x, np.float64)
+  return {"peak_dbfs": _db(float(np.max(np.abs(x), initial=0.0))),
+          "rms_dbfs": _db(float(np.sqrt(np.mean(x ** 2)))) if len(x) else
+                      -math.inf,
+          "clipped_samples": int(np.sum(np.abs(x) >= data_lib.CLIP_LEVEL)),
+          "dc_offset": float(np.mean(x)) if len(x) else 0.0}
+
+
+def _read_mono(path, channel, warnings_):
+  audio, rate = files_lib.read_audio(path)  # as training reads it
+  # As training refuses it (load_pair): no level or latency means anything.
+  files_lib.check_finite(audio, path, rate)
+  if audio.shape[1] > 1:
+    pick = 0 if channel is None else channel
+    warnings_.append(f"{path} has {audio.shape[1]} channels; reporting "
+                     f"channel {pick} (training reads one: pass "
+                     f"--channel={pick} to run.py, or mix it down)")
+    return audio[:, pick], rate
+  return audio[:, 0], rate
+
+
+def find_repeat(x, sample_rate, min_seconds=MIN_REPEAT_SECONDS):
+  """Finds audio that the input plays twice, by autocorrelation.
+
+  The strongest local peaks of the input's half-whitened autocorrelation
+  (the inverse transform of |X|) at lags of at least `min_seconds` are
+  candidate periods L; for each, blocks of
+  REPEAT_BLOCK_SECONDS where x[t + L] matches x[t] (relative difference
+  energy under REPEAT_MATCH) are found and the longest run of them that
+  holds sound, not only silence, is the repeat.
+
+  Args:
+    x: input [time].
+    sample_rate: Hz.
+    min_seconds: shortest lag and repeat considered, seconds.
+
+  Returns:
+    {"first": [start, end], "second": [start, end]} in samples, or None.
+  """
+  x = np.asarray(x, np.float64)
+  n = len(x)
+  min_lag = int(min_seconds * sample_rate)
+  if n < 2 * min_lag or not np.any(x):
+    return None
+  nfft = scipy.fft.next_fast_len(2 * n)
+  spectrum = scipy.fft.rfft(x, nfft)
+  # |X|, not |X|^2: half-whitened, so a loud tonal passage (whose peaks
+  # sit at multiples of its period) does not outrank the exact repeat.
+  auto = scipy.fft.irfft(np.abs(spectrum), nfft)[:n]
+  auto[:min_lag] = 0.0
+  block = max(int(REPEAT_BLOCK_SECONDS * sample_rate), 1)
+  floor = 1e-12 * block
+  best = None
+  # Candidates: its strongest local peaks, each checked by the block match.
+  peaks = np.nonzero((auto[1:-1] >= auto[:-2]) & (auto[1:-1] > auto[2:]))[0]
+  peaks = peaks + 1
+  for lag in peaks[np.argsort(auto[peaks])[::-1][:REPEAT_CANDIDATES]]:
+    lag = int(lag)
+    if auto[lag] <= 0.0:
+      break
+    count = (n - lag) // block
+    if count < 1:
+      continue
+    a = x[:count * block].reshape(count, block)
+    b = x[lag:lag + count * block].reshape(count, block)
+    energy = np.sum(a ** 2, axis=1)
+    diff = np.sum((a - b) ** 2, axis=1)
+    same = diff <= REPEAT_MATCH * np.maximum(energy, floor)
+    # Longest run of matching blocks that holds some sound.
+    run_start, run = None, None
+    for i in range(count + 1):
+      if i < count and same[i]:
+        run_start = i if run_start is None else run_start
+        continue
+      if run_start is not None:
+        sound = np.sum(energy[run_start:i] > floor)
+        if sound and (run is None or i - run_start > run[1] - run[0]):
+          run = (run_start, i)
+        run_start = None
+    if run is None or (run[1] - run[0]) * block < min_lag:
+      continue
+    # The copies cannot overlap: the first ends where the second starts.
+    start = run[0] * block
+    end = min(run[1] * block, start + lag)
+    # Trim silence at the edges so the ESR is over the sound itself.
+    loud = np.nonzero(np.abs(x[start:end]) > 0)[0]
+    start, end = start + int(loud[0]), start + int(loud[-1]) + 1
+    if best is None or end - start > best["first"][1] - best["first"][0]:
+      best = {"first": [start, end], "second": [start + lag, end + lag]}
+  return best
+
+
+def _blip_latency(y, position, max_lag):
+  """Latency (samples) of the target's answer to a blip at `position`.
+
+  The onset where |y| first reaches a tenth of its largest value within
+  max_lag after the blip, as `emu.data.estimate_latency` reads an impulse
+  response; None when the target is silent there.
+  """
+  window = np.abs(np.asarray(y[position:position + max_lag + 1], np.float64))
+  if len(window) == 0 or window.max() <= data_lib.SILENCE_PEAK:
+    return None
+  onset = np.nonzero(window >= 0.1 * window.max())[0]
+  return int(onset[0])
+
+
+def _read_pair(pair_or_paths, sample_rate, layout, channel, warnings_):
+  """(x, y, sample_rate, paths or None, layout, untimed) of two files or
+  arrays.
+
+  x and y are float32 [time] cut to their common length; the layout is a
+  dict (a files' input sidecar when none is given), or None when there is
+  none or it does not fit this input; untimed: why y cannot be timed
+  against x sample by sample (files at two rates), or None.
+  """
+  paths = untimed = None
+  if (isinstance(pair_or_paths, (tuple, list)) and
+      all(isinstance(p, (str, os.PathLike)) for p in pair_or_paths)):
+    paths = [os.fspath(p) for p in pair_or_paths]
+    x, rate_x = _read_mono(paths[0], channel, warnings_)
+    y, rate_y = _read_mono(paths[1], channel, warnings_)
+    if rate_x != rate_y:
+      untimed = f"the input is at {rate_x} Hz, the target at {rate_y} Hz"
+      warnings_.append(f"{untimed}: resample one so they match")
+    if sample_rate is not None and sample_rate != rate_x:
+      warnings_.append(f"expected {sample_rate} Hz, the files are at "
+                       f"{rate_x} Hz")
+    sample_rate = rate_x
+    if layout is None:
+      # emu's test-signal sidecar, else NAM's v3 reamp input by its shape.
+      layout = (testsignal.read_layout(paths[0]) or
+                nam_layout.report_layout(len(x), rate_x))
+  else:
+    if sample_rate is None:
+      raise ValueError("pass sample_rate (Hz) with arrays")
+    x, y = (pair_or_paths.input, pair_or_paths.target) if hasattr(
+        pair_or_paths, "target") else pair_or_paths
+  x = np.asarray(x, np.float32).reshape(-1)
+  y = np.asarray(y, np.float32).reshape(-1)
+  if isinstance(layout, (str, os.PathLike)):
+    layout = testsignal.read_layout(os.fspath(layout))
+  nam = layout is not None and layout.get("name") == nam_layout.LAYOUT_NAME
+  if len(x) != len(y) and not (nam and 0 < len(y) - len(x) <= (
+      nam_layout.MAX_EXTRA_SECONDS * sample_rate)):  # NAM cuts the tail
+    warnings_.append(
+        f"the input has {len(x)} samples, the target {len(y)} "
+        f"({1000.0 * abs(len(x) - len(y)) / sample_rate:.1f} ms apart); "
+        "measured over the common start, trim them to one length to train")
+  n = min(len(x), len(y))
+  x, y = x[:n], y[:n]
+  if layout is not None and (layout.get("sample_rate") != sample_rate or
+                             layout.get("samples", 0) > len(x) + 1):
+    warnings_.append(
+        "the test-signal layout (sidecar) does not match this input "
+        f"({layout.get('sample_rate')} Hz, {layout.get('samples')} samples); "
+        "ignoring it")
+    layout = None
+  return x, y, sample_rate, paths, layout, untimed
+
+
+def _level_warnings(name, levels, warnings_):
+  if levels["clipped_samples"]:
+    warnings_.append(
+        f"the {name} has {levels['clipped_samples']} samples at or "
+        f"above {data_lib.CLIP_LEVEL} of full scale: lower the "
+        + ("playback" if name == "input" else "recording") + " level")
+  if levels["peak_dbfs"] < QUIET_PEAK_DBFS:
+    warnings_.append(
+        f"the {name} peaks at {levels['peak_dbfs']:.1f} dBFS: raise "
+        "its level (quiet recordings leave the noise floor large)")
+
+
+def _untimed(x, y, max_lag, untimed):
+  """(latency in samples, None), or (None, why there is none): a silent
+  side (the search would return the edge of its range), `untimed`, or a
+  correlation peak that cannot be trusted."""
+  silent = [name for name, a in (("input", x), ("target", y))
+            if not np.max(np.abs(a), initial=0.0) > data_lib.SILENCE_PEAK]
+  if silent:
+    return None, "silent " + " and ".join(silent)
+  if untimed:
+    return None, untimed
+  if not max_lag:
+    return 0, None
+  return latency_lib.latency_or_reason(x, y, max_lag)
+
+
+def _latency(x, y, sample_rate, max_latency_ms, layout, report, warnings_,
+             untimed=None):
+  """The target's latency (samples; 0 where it is unknown, so the rest is
+  read unshifted); sets report's "latency" and, with a layout,
+  "noise_floor_dbfs"."""
+  max_lag = min(int(round(max_latency_ms * sample_rate / 1000.0)),
+                max(len(x) - 1, 0))
+  latency, why = _untimed(x, y, max_lag, untimed)
+  if latency is None:
+    latency = 0
+    report["latency"] = {"samples": None, "ms": None,
+                         "max_searched_ms": max_latency_ms,
+                         "undefined": why}
+    if not why.startswith("silent"):
+      warnings_.append(f"the latency cannot be measured: {why}")
+  else:
+    report["latency"] = {"samples": int(latency),
+                         "ms": 1000.0 * latency / sample_rate,
+                         "max_searched_ms": max_latency_ms}
+  if layout is not None:
+    blips = [_blip_latency(y, p, max_lag) for p in layout.get("blips", [])]
+    report["latency"]["blips_samples"] = blips
+    found = [b for b in blips if b is not None]
+    if len(found) >= 2 and max(found) - min(found) > 1:
+      warnings_.append(
+          f"the latency at the blips changes from {found[0]} to "
+          f"{found[-1]} samples over the recording: the input and the "
+          "recorder run on different clocks (record both on one interface)")
+    silences = [s for s in layout["segments"] if s["kind"] == "silence"]
+    if silences:
+      # The first 10 ms of each silence still ring with what came before.
+      skip = int(0.01 * sample_rate)
+      quiet = np.concatenate([y[s["start"] + skip + max(latency, 0):s["end"]]
+                              for s in silences])
+      report["noise_floor_dbfs"] = _db(float(np.sqrt(np.mean(
+          quiet.astype(np.float64) ** 2)))) if len(quiet) else None
+  if latency:
+    fix = ("--layout=nam aligns it by NAM's blips" if layout and
+           layout.get("name") == nam_layout.LAYOUT_NAME else
+           "align the files, or pass --compensate_latency to run.py "
+           "(compensate_latency=True in emu.data.files_dataset), which "
+           "shifts the target")
+    warnings_.append(
+        f"the target lags the input by {latency} samples "
+        f"({report['latency']['ms']:.2f} ms): {fix}")
+  return latency
+
+
+def data_report(pair_or_paths, sample_rate=None, repeat=None,
+                layout=None, channel=None,
+                max_latency_ms=MAX_LATENCY_MS) -> dict:
+  """Measures a recorded pair; see the module docstring.
+
+  Args:
+    pair_or_paths: (input_path, target_path), or an `emu.data.Pair` or an
+      (input, target) tuple of [time] arrays.
+    sample_rate: Hz; required with arrays, checked against files.
+    repeat: where the input plays a segment twice: {"first": [start, end],
+      "second": [start, end]} in input samples, or None to take it from
+      `layout` or detect it (`find_repeat`).
+    layout: an `emu.capture.testsignal` layout dict or sidecar path; with paths,
+      the input's sidecar is read when present.
+    channel: which channel of multi-channel files.
+    max_latency_ms: largest latency searched, ms.
+
+  Returns:
+    A JSON-safe dict (inf levels as strings): "sample_rate", "seconds",
+    "samples", "input" and "target" levels, "latency", "noise_floor_dbfs"
+    (with a layout), "repeatability" (or None), "warnings".
+  """
+  warnings_ = []
+  x, y, sample_rate, paths, layout, untimed = _read_pair(
+      pair_or_paths, sample_rate, layout, channel, warnings_)
+  report = {"sample_rate": int(sample_rate), "samples": int(len(x)),
+            "seconds": len(x) / sample_rate,
+            "files": paths, "test_signal": layout is not None,
+            "layout": layout and layout.get("name", "emu test signal")}
+  for name, audio in (("input", x), ("target", y)):
+    report[name] = _levels(audio)
+    _level_warnings(name, report[name], warnings_)
+  latency = _latency(x, y, sample_rate, max_latency_ms, layout, report,
+                     warnings_, untimed)
+
+  if repeat is None and layout is not None:
+    repeat = layout.get("repeat")
+  source = "layout" if repeat is not None else None
+  if repeat is None:
+    repeat = find_repeat(x, sample_rate)
+    source = "detected" if repeat is not None else None
+  report["repeatability"] = rep = _repeatability(
+      y, repeat, latency, source) if repeat is not None else None
+  if rep is not None and rep["esr"] is None:
+    warnings_.append(
+        f"the repeatability is undefined: {rep['undefined']}; check that "
+        "the device's output reaches the recorder")
+  elif rep is not None and rep["esr"] > 1e-2:
+    warnings_.append(
+        f"the two recordings of the repeated segment differ by ESR "
+        f"{rep['esr']:.2e}: the device is noisy or drifts (or changed "
+        "settings); no model can get below ESR "
+        f"{rep['esr_floor']:.2e} on this data")
+  report["warnings"] = warnings_
+  return metrics.json_safe(report)
+
+
+def _repeatability(y, repeat, latency, source):
+  """ESR between the target's two recordings of the repeated segment.
+
+  The first recording is the reference. Where it is silent (or not
+  finite) the ESR is undefined: "esr", "esr_db" and "esr_floor" are None
+  and "undefined" says why, rather than a number that would read as a
+  perfectly repeatable device.
+  """
+  (a0, a1), (b0, b1) = repeat["first"], repeat["second"]
+  n = min(a1 - a0, b1 - b0)
+  # The device answers `latency` samples later; shift both copies alike.
+  shift = max(int(latency), 0)
+  n = min(n, len(y) - b0 - shift)
+  if n <= 0:
+    return None
+  ya = y[a0 + shift:a0 + shift + n]
+  yb = y[b0 + shift:b0 + shift + n]
+  where = {"source": source, "first": [int(a0), int(a0 + n)],
+           "second": [int(b0), int(b0 + n)]}
+  try:
+    value = metrics.esr(yb, ya)
+  except ValueError as e:
+    return {**where, "esr": None, "esr_db": None, "esr_floor": None,
+            "undefined": f"the target's first recording of the repeated "
+                         f"segment is no reference ({e})"}
+  return {**where, "esr": value,
+          "esr_db": 10.0 * math.log10(value) if value > 0 else -math.inf,
+          "esr_floor": value / 2.0}
+
+
+def _fmt_db(value):
+  return f"{value:.1f}" if isinstance(value, (int, float)) else str(value)
+
+
+def _repeatability_line(rep, sample_rate):
+  if not rep:
+    return ("  repeatability: no repeated segment in the input "
+            "(record emu's test signal: python -m emu.testsignal)")
+  seconds = (rep["first"][1] - rep["first"][0]) / sample_rate
+  head = f"  repeatability ({rep['source']}, {seconds:.2f} s twice): "
+  if rep["esr"] is None:
+    return head + f"undefined, {rep['undefined']}"
+  return head + (
+      f"ESR {rep['esr']:.2e} ({_fmt_db(rep['esr_db'])} dB) between the two "
+      f"recordings; best reachable model ESR ~{rep['esr_floor']:.2e}")
+
+
+def format_report(d) -> str:
+  """The report as a few readable lines."""
+  lines = [f"data: {d['seconds']:.1f} s at {d['sample_rate']} Hz "
+           f"({d['samples']} samples)" +
+           (f", {d.get('layout') or 'emu test signal'}"
+            if d.get("test_signal") else "")]
+  for name in ("input", "target"):
+    side = d[name]
+    lines.append(
+        f"  {name:6s}  peak {_fmt_db(side['peak_dbfs'])} dBFS, RMS "
+        f"{_fmt_db(side['rms_dbfs'])} dBFS, {side['clipped_samples']} "
+        f"clipped, DC {side['dc_offset']:+.1e}")
+  lat = d["latency"]
+  text = (f"  latency undefined ({lat['undefined']})"
+          if lat["samples"] is None else
+          f"  latency {lat['samples']} samples ({lat['ms']:.2f} ms)")
+  if lat.get("blips_samples"):
+    text += f"; at the blips {lat['blips_samples']} samples"
+  lines.append(text)
+  if d.get("noise_floor_dbfs") is not None:
+    lines.append(f"  noise floor (target in the silences) "
+                 f"{_fmt_db(d['noise_floor_dbfs'])} dBFS RMS")
+  lines.append(_repeatability_line(d.get("repeatability"), d["sample_rate"]))
+  for warning in d.get("warnings", []):
+    lines.append(f"  warning: {warning}")
+  return "\n".join(lines)
+
+
+def report_files(input_path, target_path, workdir=None, log=True) -> dict:
+  """data_report of two files, logged and, with workdir, saved as
+  workdir/data_report.json.
+
+  `emu.pipeline.run` calls it without workdir before training on files and
+  writes the report once every input is checked.
+  """
+  report = data_report((input_path, target_path))
+  if log:
+    logging.info("data report\n%s", format_report(report))
+  if workdir:
+    os.makedirs(workdir, exist_ok=True)
+    workdir_lib.write_json(workdir, workdir_lib.DATA_REPORT, report,
+                           indent=2)
+  return report
+
+
+def main(argv):
+  if len(argv) != 3:
+    print("usage: python -m emu.datareport INPUT.wav TARGET.wav",
+          file=sys.stderr)
+    return 2
+  print(format_report(data_report((argv[1], argv[2]))))
+  return 0
+
+
+def run():
+  """The command line."""
+  cli.run_main(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,8 @@
+"""emu's models in real-time plugin formats, both ways.
+
+`formats` writes and reads NAM's LSTM, RTNeural and GuitarML files,
+`wavenet_formats` NAM's and RTNeural's WaveNets; `folds` rewrites a model
+into an equal one a format can carry; `export` is the command
+(`python -m emu.export`) that writes a run's file and reports what the
+plugin will see.
+"""

@@ -1,0 +1,7 @@
+"""A trained run's report: what it scores, and the pages a person reads.
+
+`evaluate` writes report.json, audio and plots (`plots`); `speed` measures
+streaming as a real-time host runs it; `run_page` makes report.html from
+the pieces in `pages`; `listening_test` the blind rating page, whose
+exports `ratings` tabulates.
+"""
