@@ -1,4 +1,4 @@
-"""The benchmark behind experiments/bench.py, and the numbers it recorded.
+"""The benchmark behind benchmarks/bench.py, and the numbers it recorded.
 
   bench_options.py   what is measured: the models, NAM's numbers, Options
   bench_timing.py    how: compiled steps timed, inference speed, pinning

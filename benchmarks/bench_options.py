@@ -1,7 +1,7 @@
 """What the benchmark measures: its models, NAM's numbers and its Options.
 
 Options is the one description of a benchmark run that the parent process
-and its children (`experiments/bench.py --part=...`) share: the children
+and its children (`benchmarks/bench.py --part=...`) share: the children
 get it back from the flags `Options.child_flags` writes.
 """
 
@@ -12,7 +12,7 @@ from emu import cli
 from emu import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "experiments", "bench.py")
+SCRIPT = os.path.join(ROOT, "benchmarks", "bench.py")
 RUN_PY = os.path.join(ROOT, "experiments", "run.py")
 DEFAULT_RECIPE = os.path.join(ROOT, "experiments", "lstm.flags")
 
@@ -68,7 +68,7 @@ def recipe(flagfile: str) -> config_lib.Config:
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-  """One benchmark run's settings (experiments/bench.py's flags)."""
+  """One benchmark run's settings (benchmarks/bench.py's flags)."""
   recipe: str = DEFAULT_RECIPE
   tiny: bool = False
   models: tuple = tuple(MODELS)

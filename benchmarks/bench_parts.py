@@ -1,6 +1,6 @@
 """The benchmark's child processes: one part each, its JSON to a file.
 
-`experiments/bench.py --part=NAME --part_out=FILE [--pin]` runs one part
+`benchmarks/bench.py --part=NAME --part_out=FILE [--pin]` runs one part
 in a process of its own (the parent, `bench_runs.run_child`, sets its
 XLA_FLAGS and JAX_PLATFORMS first): `train` (samples/s through the jitted
 train step), `infer` (offline, streaming and cost per sample, one thread

@@ -1,6 +1,6 @@
 """The benchmark's processes: its children and whole run.py trainings.
 
-`run_child` runs one part of experiments/bench.py in a fresh process (how
+`run_child` runs one part of benchmarks/bench.py in a fresh process (how
 threads and devices are set: XLA_FLAGS must be in place before JAX starts).
 `quality` and `ensemble_runs` train with `experiments/run.py` and read the
 run folder (`emu.workdir`'s metrics.jsonl and report.json).
@@ -22,7 +22,7 @@ ROOT = bench_options.ROOT
 
 
 def run_child(part, opts, xla_flags, pin):
-  """Runs experiments/bench.py for one part in a fresh process (CPU only,
+  """Runs benchmarks/bench.py for one part in a fresh process (CPU only,
   XLA_FLAGS=xla_flags); returns its JSON."""
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   if xla_flags:

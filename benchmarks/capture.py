@@ -1,6 +1,6 @@
 """Capturing a stand-in device: record it, train emu and NAM, score both.
 
-The steps behind experiments/capture_bench.py:
+The steps behind benchmarks/capture_bench.py:
 
   record       emu's test signal (`emu.capture.testsignal`) through a device:
                input.wav (+ its layout sidecar) and recorded.wav

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU path, ready to check: on a machine with a CUDA GPU, installs the
-# CUDA jaxlib that matches the installed jax, runs experiments/bench.py
+# CUDA jaxlib that matches the installed jax, runs benchmarks/bench.py
 # (training samples/s, offline RTF, time to quality) and the default
 # experiment (experiments/lstm.flags), and prints the GPU's figures next to
 # the CPU's (benchmarks/cpu-2core.json). On a machine without one it says
@@ -54,7 +54,7 @@ fi
 
 run mkdir -p "$OUT"
 # shellcheck disable=SC2086  # BENCH_FLAGS is a list of flags
-run "$PYTHON" experiments/bench.py $BENCH_FLAGS --out="$OUT/bench-gpu.json"
+run "$PYTHON" benchmarks/bench.py $BENCH_FLAGS --out="$OUT/bench-gpu.json"
 run "$PYTHON" experiments/run.py --flagfile=experiments/lstm.flags \
     --workdir="$OUT/lstm" --overwrite
 if [ "$DRY" = 1 ]; then

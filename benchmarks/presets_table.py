@@ -2,7 +2,7 @@
 
   python benchmarks/presets_table.py BENCH_DIR [BENCH_DIR ...]
 
-Each BENCH_DIR is the --workdir of one `experiments/capture_bench.py
+Each BENCH_DIR is the --workdir of one `benchmarks/capture_bench.py
 --skip_nam --emu_flagfile=RECIPE` run. Prints, per recipe and device, what
 README's "Size presets" table holds: parameters, training samples/s (the
 median epoch of metrics.jsonl), the streaming real-time factor of

@@ -24,7 +24,16 @@ _SUBMODULES = (
 )
 
 
-def __getattr__(name):
-  if name in _SUBMODULES:
-    return importlib.import_module(f"emu.{name}")
-  raise AttributeError(f"module 'emu' has no attribute {name!r}")
+def lazy_submodules(package: str, names):
+  """A module `__getattr__` that imports package.NAME on first use, for
+  NAME in names: `emu.report.evaluate` works after a bare `import emu`."""
+
+  def getattr_(name):
+    if name in names:
+      return importlib.import_module(f"{package}.{name}")
+    raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+  return getattr_
+
+
+__getattr__ = lazy_submodules(__name__, _SUBMODULES)

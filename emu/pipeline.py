@@ -21,7 +21,7 @@ from emu import models
 from emu.report import run_page
 from emu import train
 from emu import workdir as workdir_lib
-from emu.train import loop as train_loop
+from emu.train import plan as train_plan
 from emu.train import parallel
 
 
@@ -81,7 +81,7 @@ def _before_training(cfg, workdir, overwrite):
   None. Writes nothing."""
   workdir_lib.check_writable(workdir)
   for _, candidate in audition_lib.candidates(cfg) or [(None, cfg)]:
-    train_loop.check_config(candidate)
+    train_plan.check_config(candidate)
   # An audition run resumed: workdir holds the candidate it chose.
   chosen = audition_lib.resumed(cfg, workdir)
   workdir_lib.check_resumable(chosen or cfg, workdir, overwrite)

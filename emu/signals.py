@@ -83,15 +83,7 @@ def brown(key, n, sample_rate=44100., low_hz=DEFAULT_LOW_HZ):
 
   The spectrum of a leaky integrator of white noise with its corner at
   `low_hz`, so the walk never drifts off to a DC offset; the mean is zero.
-
-  Args:
-    key: a `jax.random` key.
-    n: length in samples (static).
-    sample_rate: Hz; only places `low_hz` on the frequency axis.
-    low_hz: below this frequency (Hz) the spectrum is flat, not rising.
-
-  Returns:
-    float32 [n], zero mean, peak 1.
+  Arguments and result as `pink`'s.
   """
   return _coloured(key, n, 2., sample_rate, low_hz)
 

@@ -49,7 +49,7 @@ def realtime() -> bool:
   2-core CPU, `Streamer.process` per 64-sample block 48.8 us with async
   dispatch, 33.3 us inline (1-sample blocks 27.8 -> 12.8 us). Call this
   once, before the first JAX computation of the process (the setting is
-  read when JAX creates its CPU client); experiments/bench.py's inference
+  read when JAX creates its CPU client); benchmarks/bench.py's inference
   part and `python -m emu.apply` do.
 
   Returns:

@@ -186,7 +186,7 @@ def test_an_esr_worse_than_silence_is_a_warning_in_the_report(
   seen = {}
   monkeypatch.setattr(pipeline.evaluate_lib, "evaluate",
                       lambda *a, train_info, **k: seen.update(train_info))
-  monkeypatch.setattr(pipeline.report_html, "write_report_html",
+  monkeypatch.setattr(pipeline.run_page, "write_report_html",
                       lambda workdir: "report.html")
   pipeline.run(CFG, str(tmp_path), dataset=quiet)
   assert len(seen["warnings"]) == 1

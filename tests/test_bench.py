@@ -1,4 +1,4 @@
-"""experiments/bench.py keeps running: one --tiny pass in a subprocess.
+"""benchmarks/bench.py keeps running: one --tiny pass in a subprocess.
 
 Checks the JSON's shape, not any time (speed is for the benchmark to print).
 """
@@ -16,7 +16,7 @@ def test_given_tiny_sizes_when_bench_runs_then_it_writes_every_part(tmp_path):
   env = dict(os.environ)
   env.pop("XLA_FLAGS", None)
   result = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "experiments", "bench.py"),
+      [sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"),
        "--tiny", "--models=lstm32", "--repeats=1", f"--out={out}"],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -33,7 +33,7 @@ def test_given_tiny_sizes_when_bench_runs_then_it_writes_every_part(tmp_path):
 
 def test_given_an_unknown_model_when_bench_starts_then_one_error_line():
   result = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "experiments", "bench.py"),
+      [sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"),
        "--models=nope"], cwd=ROOT, capture_output=True, text=True,
       timeout=120)
   assert result.returncode == 2

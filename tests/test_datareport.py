@@ -9,6 +9,7 @@ import soundfile as sf
 
 from emu import data as data_lib
 from emu.capture import datareport
+from emu.capture import repeat
 from emu import effects
 from emu.capture import testsignal
 
@@ -110,7 +111,7 @@ def test_repeat_is_detected_without_a_layout(recording):
   report = datareport.data_report((recording["x"], recording["y"]), RATE)
   rep = report["repeatability"]
   assert rep["source"] == "detected"
-  block = int(datareport.REPEAT_BLOCK_SECONDS * RATE)
+  block = int(repeat.REPEAT_BLOCK_SECONDS * RATE)
   for copy in ("first", "second"):
     np.testing.assert_allclose(rep[copy], recording["layout"]["repeat"][copy],
                                atol=block)

@@ -194,13 +194,13 @@ def test_given_members_when_stepped_together_then_each_equals_itself_alone(
 
 def test_given_tiny_sizes_when_the_ensemble_bench_runs_then_it_writes_its_part(
     tmp_path):
-  """experiments/bench.py --ensemble_only keeps running (no time asserted)."""
+  """benchmarks/bench.py --ensemble_only keeps running (no time asserted)."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   out = tmp_path / "bench.json"
   env = dict(os.environ)
   env.pop("XLA_FLAGS", None)
   result = subprocess.run(
-      [sys.executable, os.path.join(root, "experiments", "bench.py"),
+      [sys.executable, os.path.join(root, "benchmarks", "bench.py"),
        "--tiny", "--ensemble_only", "--ensemble=2", "--repeats=1",
        f"--out={out}"],
       cwd=root, env=env, capture_output=True, text=True, timeout=300)

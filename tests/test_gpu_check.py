@@ -39,6 +39,6 @@ def test_with_a_gpu_it_installs_cuda_jax_and_runs_bench_and_lstm(tmp_path):
   assert done.returncode == 0, done.stderr
   lines = [l for l in done.stdout.splitlines() if l.startswith("+ ")]
   assert f"jax[cuda12]=={jax.__version__}" in lines[0]
-  assert any("experiments/bench.py --quality" in l for l in lines)
+  assert any("benchmarks/bench.py --quality" in l for l in lines)
   assert any("--flagfile=experiments/lstm.flags" in l for l in lines)
   assert not (tmp_path / "out").exists()  # a dry run makes nothing

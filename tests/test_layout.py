@@ -4,7 +4,6 @@ Read from the source (ast), so lazy imports inside functions count too.
 """
 
 import ast
-import os
 import pathlib
 
 import pytest

@@ -10,6 +10,7 @@ from emu.report import evaluate
 from emu import metrics
 from emu import pipeline
 from emu import workdir
+from emu.report import speed
 from emu.train import restore
 
 RATE = 48000
@@ -70,7 +71,7 @@ def test_the_run_folder_holds_what_workdir_names(lru_48k):
   # stream_blocks=() asks for no streaming measurement, and the report says
   # so.
   assert report["streaming"] == []
-  assert report["streaming_method"]["method"] == evaluate.NOT_MEASURED
+  assert report["streaming_method"]["method"] == speed.NOT_MEASURED
 
 
 def test_the_summary_line_says_when_val2_is_missing_and_how_to_add_it():

@@ -148,7 +148,7 @@ def test_apply_matches_offline_model_and_guards_files(tiny_run, tmp_path):
 def test_compare_tables_runs(tiny_run, tmp_path):
   workdir, _ = tiny_run
   result = subprocess.run(
-      [sys.executable, "experiments/compare.py", str(workdir),
+      [sys.executable, "benchmarks/compare.py", str(workdir),
        f"--out={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
       timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]
@@ -157,7 +157,7 @@ def test_compare_tables_runs(tiny_run, tmp_path):
   assert (tmp_path / "comparison.md").read_text() in result.stdout + "\n"
   assert (tmp_path / "comparison.png").stat().st_size > 1000
   missing = subprocess.run(
-      [sys.executable, "experiments/compare.py", str(tmp_path / "nope")],
+      [sys.executable, "benchmarks/compare.py", str(tmp_path / "nope")],
       cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert missing.returncode == 2 and "report.json" in missing.stderr
 

@@ -239,7 +239,7 @@ def test_the_benchmark_measures_streaming_as_the_report_does(monkeypatch):
   assert (opts.stream_seconds, opts.repeats) == (speed.SECONDS,
                                                  speed.REPEATS)
   calls = []
-  monkeypatch.setattr(stream, "measure_best",
+  monkeypatch.setattr(speed, "measure_best",
                       lambda *args, **kwargs: calls.append(kwargs) or {})
   bench_timing.best_stream(None, None, 64, 2.0, 4000, 3)
   assert calls == [{"seconds": 2.0, "max_blocks": 4000, "repeats": 3}]

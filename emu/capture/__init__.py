@@ -5,3 +5,8 @@
 repeatability) and `audition` trains candidate settings briefly and
 continues the best.
 """
+
+import emu
+
+__getattr__ = emu.lazy_submodules(__name__, (
+    "audition", "datareport", "repeat", "testsignal"))

@@ -71,13 +71,12 @@ _CONTENT = (
     ("repeat", "repeat", -3.0, 0.10),
     ("sweep_up", "sweep_up", -6.0, 0.05),
     ("sweep_down", "sweep_down", -18.0, 0.05),
-    ("white_-30dB", "white", -30.0, 0.04),
-    ("white_-18dB", "white", -18.0, 0.04),
-    ("white_-6dB", "white", -6.0, 0.06),
-    ("pink_-24dB", "pink", -24.0, 0.06),
-    ("pink_-12dB", "pink", -12.0, 0.10),
-    ("pink_-3dB", "pink", -3.0, 0.10),
-    ("brown_-12dB", "brown", -12.0, 0.06),
+    *((f"{kind}_{level:g}dB", kind, level, share)
+      for kind, level, share in (
+          ("white", -30.0, 0.04), ("white", -18.0, 0.04),
+          ("white", -6.0, 0.06), ("pink", -24.0, 0.06),
+          ("pink", -12.0, 0.10), ("pink", -3.0, 0.10),
+          ("brown", -12.0, 0.06))),
     ("mix", "mix", -3.0, 0.14),
     ("played", "played", -1.0, 0.20),
 )

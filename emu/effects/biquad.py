@@ -45,40 +45,34 @@ def _angle_alpha(xp, f0, sample_rate, q):
   return xp.cos(w0), xp.sin(w0) / (2. * xp.asarray(q))
 
 
-def highpass_coefficients(cutoff_hz, sample_rate, q=BUTTERWORTH_Q):
-  """RBJ high-pass biquad; -3.01 dB at `cutoff_hz` (Hz) for q = 1/sqrt(2).
+def _second_order(f0, sample_rate, q, numerator):
+  """RBJ's common denominator (1 + alpha, -2 cos w0, 1 - alpha) over
+  numerator(cos w0, alpha), normalised: (b, a), two [3] arrays."""
+  xp = _xp(f0, sample_rate, q)
+  cos, alpha = _angle_alpha(xp, f0, sample_rate, q)
+  return _normalised(xp, numerator(cos, alpha),
+                     (1. + alpha, -2. * cos, 1. - alpha))
 
-  Returns:
-    (b, a): two [3] arrays, a[0] = 1.
-  """
-  xp = _xp(cutoff_hz, sample_rate, q)
-  cos, alpha = _angle_alpha(xp, cutoff_hz, sample_rate, q)
-  b = ((1. + cos) / 2., -(1. + cos), (1. + cos) / 2.)
-  return _normalised(xp, b, (1. + alpha, -2. * cos, 1. - alpha))
+
+def highpass_coefficients(cutoff_hz, sample_rate, q=BUTTERWORTH_Q):
+  """RBJ high-pass biquad (b, a), a[0] = 1; -3.01 dB at `cutoff_hz` (Hz)
+  for q = 1/sqrt(2)."""
+  return _second_order(cutoff_hz, sample_rate, q, lambda cos, alpha: (
+      (1. + cos) / 2., -(1. + cos), (1. + cos) / 2.))
 
 
 def lowpass_coefficients(cutoff_hz, sample_rate, q=BUTTERWORTH_Q):
-  """RBJ low-pass biquad; -3.01 dB at `cutoff_hz` (Hz) for q = 1/sqrt(2).
-
-  Returns:
-    (b, a): two [3] arrays, a[0] = 1.
-  """
-  xp = _xp(cutoff_hz, sample_rate, q)
-  cos, alpha = _angle_alpha(xp, cutoff_hz, sample_rate, q)
-  b = ((1. - cos) / 2., 1. - cos, (1. - cos) / 2.)
-  return _normalised(xp, b, (1. + alpha, -2. * cos, 1. - alpha))
+  """RBJ low-pass biquad (b, a), a[0] = 1; -3.01 dB at `cutoff_hz` (Hz)
+  for q = 1/sqrt(2)."""
+  return _second_order(cutoff_hz, sample_rate, q, lambda cos, alpha: (
+      (1. - cos) / 2., 1. - cos, (1. - cos) / 2.))
 
 
 def bandpass_coefficients(f0, sample_rate, q=BUTTERWORTH_Q):
-  """RBJ band-pass biquad with constant 0 dB peak gain at `f0` (Hz).
-
-  Returns:
-    (b, a): two [3] arrays, a[0] = 1.
-  """
-  xp = _xp(f0, sample_rate, q)
-  cos, alpha = _angle_alpha(xp, f0, sample_rate, q)
-  b = (alpha, 0. * alpha, -alpha)
-  return _normalised(xp, b, (1. + alpha, -2. * cos, 1. - alpha))
+  """RBJ band-pass biquad (b, a), a[0] = 1, with constant 0 dB peak gain
+  at `f0` (Hz)."""
+  return _second_order(f0, sample_rate, q, lambda cos, alpha: (
+      alpha, 0. * alpha, -alpha))
 
 
 def peaking_coefficients(f0, sample_rate, q=BUTTERWORTH_Q, gain_db=0.):

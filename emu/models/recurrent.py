@@ -156,15 +156,9 @@ class _Recurrent(nn.Module):
 
   @nn.compact
   def __call__(self, x, state=None):
-    """Runs the stack over a block of samples.
-
-    Args:
-      x: [batch, time, channels] float32; channel 0 is the audio.
-      state: as `initial_state(batch)`, or None for that.
-
-    Returns:
-      y [batch, time, 1], and the state after the last sample.
-    """
+    """(y [batch, time, 1], state after the last sample) of the stack run
+    over a block x [batch, time, channels] from `state` (None: the
+    initial state): the model contract (emu.models)."""
     if state is None:
       state = self.initial_state(x.shape[0])
     layers = [

@@ -8,17 +8,17 @@ model cannot be built with (`check_sizes`).
 import dataclasses
 import importlib
 
-# name -> (module, class). Imported lazily so one family's import cost or
+# name -> "module:Class". Imported lazily so one family's import cost or
 # optional dependency never burdens another.
 _REGISTRY = {
-    "lstm": ("emu.models.recurrent", "LSTM"),
-    "gru": ("emu.models.recurrent", "GRU"),
-    "thesis_cnn": ("emu.models.thesis_cnn", "ThesisCNN"),
-    "wavenet": ("emu.models.wavenet", "WaveNet"),
-    "nam_wavenet": ("emu.models.nam_wavenet", "NamWaveNet"),
-    "lru": ("emu.models.lru", "LRU"),
-    "svf": ("emu.models.svf", "SVF"),
-    "wiener": ("emu.models.wiener", "Wiener"),
+    "lstm": "emu.models.recurrent:LSTM",
+    "gru": "emu.models.recurrent:GRU",
+    "thesis_cnn": "emu.models.thesis_cnn:ThesisCNN",
+    "wavenet": "emu.models.wavenet:WaveNet",
+    "nam_wavenet": "emu.models.nam_wavenet:NamWaveNet",
+    "lru": "emu.models.lru:LRU",
+    "svf": "emu.models.svf:SVF",
+    "wiener": "emu.models.wiener:Wiener",
 }
 
 
@@ -32,7 +32,7 @@ def model_class(name):
   if name not in _REGISTRY:
     raise ValueError(
         f"unknown model {name!r}; known models: {', '.join(names())}")
-  module_name, class_name = _REGISTRY[name]
+  module_name, class_name = _REGISTRY[name].split(":")
   return getattr(importlib.import_module(module_name), class_name)
 
 

@@ -118,6 +118,30 @@ class KnobFiLM(nn.Module):
         {"params": layer_params["film"]}, jnp.asarray(knobs, jnp.float32))
 
 
+class Recurrence(nn.Module):
+  """The hyperparameters of a model that runs linear recurrences, and its
+  receptive field (infinite). `Stack` and emu.models.wiener declare them.
+
+  Attributes:
+    backend: recurrence backend for calls longer than stream_max_len
+      samples: 'associative' (parallel) or 'sequential' (a loop).
+    stream_backend: backend for calls of at most stream_max_len samples
+      (streaming blocks), where a plain loop is cheapest.
+    stream_max_len: the block length (samples) up to which stream_backend
+      is used. Both backends compute the same recurrence, so the choice
+      never changes the output beyond float32 rounding.
+    unroll: loop unrolling of the sequential backend.
+  """
+  backend: str = "sequential"
+  stream_backend: str = "sequential"
+  stream_max_len: int = 64
+  unroll: int = 1
+
+  @property
+  def receptive_field(self):
+    return math.inf
+
+
 class FilterFields(nn.Module):
   """The hyperparameters every state-space layer and stack declares.
 
@@ -165,7 +189,7 @@ class Layer(FilterFields):
                     name="film")(knobs)
 
 
-class Stack(FilterFields):
+class Stack(FilterFields, Recurrence):
   """A stack of filter layers under the emu model contract.
 
   y, state = model.apply(params, x, state), x: [batch, time, channels]
@@ -178,28 +202,12 @@ class Stack(FilterFields):
       mixing with a residual between the filters.
     features: hidden width between layers (num_layers > 1).
     skip: add the input audio (channel 0) to the output.
-    backend: recurrence backend for calls longer than stream_max_len
-      samples: 'associative' (parallel) or 'sequential' (a loop).
-    stream_backend: backend for calls of at most stream_max_len samples
-      (streaming blocks), where a plain loop is cheapest.
-    stream_max_len: the block length (samples) up to which stream_backend
-      is used. Both backends compute the same recurrence, so the choice
-      never changes the output beyond float32 rounding.
-    unroll: loop unrolling of the sequential backend.
-    (the rest: FilterFields)
+    (the rest: FilterFields and Recurrence)
   """
   state_size: int = 1
   num_layers: int = 1
   features: int = 8
   skip: bool = False
-  backend: str = "sequential"
-  stream_backend: str = "sequential"
-  stream_max_len: int = 64
-  unroll: int = 1
-
-  @property
-  def receptive_field(self):
-    return math.inf
 
   def _layer(self, index, out_features):
     """The Layer module `layer_{index}` with readout width out_features."""

@@ -73,15 +73,9 @@ class WaveNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, state=None):
-    """Processes a block.
-
-    Args:
-      x: [batch, time, channels] float32; channel 0 is the audio.
-      state: as `initial_state(batch)`, or None for that.
-
-    Returns:
-      y [batch, time, 1], and the state after the last sample.
-    """
+    """(y [batch, time, 1], state) of a block x [batch, time, channels]
+    from `state` (None: the initial state): the model contract
+    (emu.models)."""
     if state is None:
       state = self.initial_state(x.shape[0])
     width = self.channels * (2 if self.gated else 1)

@@ -174,7 +174,7 @@ class Dynamics(nn.Module):
     return u * (10. ** s.T)[..., None], state
 
 
-class Wiener(nn.Module):
+class Wiener(ssm.Recurrence):
   """Wiener-Hammerstein model under the emu model contract.
 
   y, state = model.apply(params, x, state), x: [batch, time, 1] float32
@@ -197,8 +197,8 @@ class Wiener(nn.Module):
     sample_rate, f_min_hz, f_max_hz: Hz; the filters' initial poles are
       log-spaced over [f_min_hz, f_max_hz] (emu.models.lru).
     r_min, r_max: the filters' initial pole radii.
-    backend, stream_backend, stream_max_len, unroll: the filters'
-      recurrence backends (emu.models.ssm.Stack).
+    backend ('associative' here), stream_backend, stream_max_len,
+      unroll: the filters' recurrence backends (emu.models.ssm.Recurrence).
   """
   pre_modes: int = 2
   post_modes: int = 2
@@ -214,13 +214,6 @@ class Wiener(nn.Module):
   r_min: float = 0.9
   r_max: float = 0.99999
   backend: str = "associative"
-  stream_backend: str = "sequential"
-  stream_max_len: int = 64
-  unroll: int = 1
-
-  @property
-  def receptive_field(self):
-    return math.inf
 
   def _filter(self, modes, **kwargs):
     """A one-layer lru of `modes` modes (no skip: the gate adds x)."""

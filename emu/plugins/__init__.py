@@ -6,3 +6,8 @@ into an equal one a format can carry; `export` is the command
 (`python -m emu.export`) that writes a run's file and reports what the
 plugin will see.
 """
+
+import emu
+
+__getattr__ = emu.lazy_submodules(__name__, (
+    "export", "folds", "formats", "wavenet_formats"))

@@ -5,3 +5,9 @@ streaming as a real-time host runs it; `run_page` makes report.html from
 the pieces in `pages`; `listening_test` the blind rating page, whose
 exports `ratings` tabulates.
 """
+
+import emu
+
+__getattr__ = emu.lazy_submodules(__name__, (
+    "evaluate", "listening_test", "pages", "plots", "ratings", "run_page",
+    "speed"))

@@ -50,9 +50,7 @@ LEVEL_WINDOW_S = 0.1
 SILENCE_DBFS = -100.0
 ESR_FLOOR = 0.01
 # Streaming runs a slow model repeats no longer than this (s per block size).
-STREAM_BUDGET_S = 5.0
 # report.json's streaming_method when no block size was asked for.
-NOT_MEASURED = "not measured (--stream_blocks is empty)"
 
 
 def parameter_count(params) -> int:
@@ -305,52 +303,6 @@ def level_ranges(dataset, cfg=None) -> dict:
   return out
 
 
-def _can_load(workdir) -> bool:
-  """Whether workdir holds a run a child process can load (its config,
-  dataset facts and best checkpoint)."""
-  return (all(os.path.exists(workdir_lib.path(workdir, name))
-              for name in (workdir_lib.CONFIG, workdir_lib.DATASET)) and
-          workdir_lib.Checkpoints(workdir).exists("best"))
-
-
-def streaming_speed(model, params, workdir, block_sizes, sample_rate,
-                    channels=1) -> dict:
-  """Streaming speed as a real-time host gets it, and how it was measured.
-
-  A run folder's model is measured in a child process on one pinned core
-  with inline dispatch (`emu.report.speed.measure_in_child`, as
-  experiments/bench.py does). A model that is not on disk (a notebook's,
-  or one whose checkpoint is another model) is measured in this process
-  (`emu.report.speed.IN_PROCESS_METHOD`), its method saying so.
-
-  Returns:
-    {"method", "rows": one `emu.report.speed.measure_best` row per block size,
-    and "settings" (the child's) or "why" (why in this process)}.
-  """
-  if not block_sizes:
-    return {"method": NOT_MEASURED, "rows": []}
-  why = f"{workdir} holds no trained run (config, best checkpoint) to load"
-  if _can_load(workdir):
-    try:
-      measured = speed.measure_in_child(workdir, block_sizes,
-                                         budget_s=STREAM_BUDGET_S)
-      if measured["parameters"] == parameter_count(params):
-        return measured
-      why = (f"the best checkpoint in {workdir} has "
-             f"{measured['parameters']} parameters, this model "
-             f"{parameter_count(params)}")
-    except RuntimeError as e:
-      why = str(e)
-  logging.warning("streaming speed measured in this process (%s): slower "
-                  "than a real-time host's", why)
-  rows = [speed.measure_best(model, params, block, sample_rate=sample_rate,
-                              channels=channels, budget_s=STREAM_BUDGET_S)
-          for block in block_sizes]
-  return {"method": speed.IN_PROCESS_METHOD, "why": why,
-          "inline_dispatch": stream.inline_dispatch(),
-          "backend": jax.default_backend(), "rows": rows}
-
-
 def _log_levels(levels):
   low, high = levels["validated_rms_dbfs"]
   logging.info("validated at short-term RMS %.1f to %.1f dBFS (ESR sees "
@@ -374,76 +326,97 @@ def evaluate(model, params, dataset, workdir, cfg=None, history=None,
     train_info: extra facts to record (training time, epochs, ...).
     stream_blocks: block sizes whose streaming speed is measured (in a
       child process as a real-time host runs when workdir holds the run:
-      `streaming_speed`).
+      `emu.report.speed.streaming_speed`).
 
   Returns:
     The report as a dict (also in workdir/report.json).
   """
-  sample_rate = dataset.sample_rate
-  audio_dir = workdir_lib.path(workdir, workdir_lib.AUDIO)
-  os.makedirs(audio_dir, exist_ok=True)
-  plot_dir = None
-  if plots.available():
-    plot_dir = workdir_lib.path(workdir, workdir_lib.PLOTS)
-    os.makedirs(plot_dir, exist_ok=True)
-  else:
-    logging.info("matplotlib is not installed: no plots "
-                 "(pip install 'emu[plots]')")
-
+  audio_dir, plot_dir = _output_dirs(workdir)
   report = {
       "dataset": dataset.name,
-      "sample_rate": sample_rate,
+      "sample_rate": dataset.sample_rate,
       "model": cfg.model if cfg else type(model).__name__,
       "model_kwargs": dict(cfg.model_kwargs) if cfg else {},
       "parameters": parameter_count(params),
       **(train_info or {}),
   }
-  knobs = ()
-  if getattr(dataset, "knobs", ()) and cfg is not None:
-    # A knob effect's knobs give values in their units; recordings'
-    # (a manifest's) knobs are known by name only: normalised values.
-    knobs = (effects.knob_effect(cfg.effect).knobs if cfg.dataset == "knobs"
-             else tuple(effects.Knob(name, 0.0, 1.0)
-                        for name in dataset.knobs))
+  knobs = _knobs(dataset, cfg)
   for name, pair in (("val1", dataset.val1), ("val2", dataset.val2)):
     if pair is not None:
-      report[name] = _evaluate_set(model, params, name, pair, sample_rate,
-                                   audio_dir, plot_dir, knobs)
-
+      report[name] = _evaluate_set(model, params, name, pair,
+                                   dataset.sample_rate, audio_dir, plot_dir,
+                                   knobs)
   channels = 1 if dataset.val1.input.ndim == 1 else (
       dataset.val1.input.shape[-1])
-  rest = rest_output(model, params) if channels == 1 else None
-  freqs, responses, errors = _responses(model, params, sample_rate,
-                                        channels, cfg, rest)
-  report.update(errors)
-  if errors:
-    report["response_signals"] = dict(RESPONSE_SIGNALS)
-  if rest is not None:
-    report["idle_output"] = idle_output(model, params, rest)
-    logging.info("output on silence: peak %.1f dBFS, settled %.1f dBFS",
-                 report["idle_output"]["peak_dbfs"],
-                 report["idle_output"]["final_dbfs"])
-  if plot_dir and responses:
-    plots.frequency_response(freqs, responses,
-                             os.path.join(plot_dir, "frequency_response.png"))
+  report.update(_behaviour(model, params, dataset.sample_rate, channels, cfg,
+                           plot_dir))
   if plot_dir and history:
     plots.training_curves(history,
                           os.path.join(plot_dir, "training_curves.png"))
-
   report["levels"] = level_ranges(dataset, cfg)
   _log_levels(report["levels"])
-  # report["streaming"] stays the list of rows (what readers take); how
-  # they were measured is beside it.
-  speed = streaming_speed(model, params, workdir, stream_blocks, sample_rate,
-                          channels)
-  report["streaming"] = speed.pop("rows")
-  report["streaming_method"] = speed
-  for row in report["streaming"]:
-    logging.info("streaming, %d-sample blocks: %.1fx real time, %.2f us per "
-                 "sample (%s)", row["block_size"], row["rtf"],
-                 row["us_per_sample"], speed["method"].split(":")[0])
+  report.update(_streaming(model, params, workdir, stream_blocks,
+                           dataset.sample_rate, channels))
   # sort_keys, which workdir_lib.write_json does not offer: report.json's
   # keys stay in the order every earlier run wrote them.
   workdir_lib.write_json(workdir, workdir_lib.REPORT,
                          metrics.json_safe(report), indent=2, sort_keys=True)
   return report
+
+
+def _output_dirs(workdir):
+  """(audio folder, plot folder or None without matplotlib), made."""
+  audio_dir = workdir_lib.path(workdir, workdir_lib.AUDIO)
+  os.makedirs(audio_dir, exist_ok=True)
+  if not plots.available():
+    logging.info("matplotlib is not installed: no plots "
+                 "(pip install 'emu[plots]')")
+    return audio_dir, None
+  plot_dir = workdir_lib.path(workdir, workdir_lib.PLOTS)
+  os.makedirs(plot_dir, exist_ok=True)
+  return audio_dir, plot_dir
+
+
+def _knobs(dataset, cfg) -> tuple:
+  """The knobs the per-setting metrics name: a knob effect's in their
+  units; recordings' (a manifest's), known by name only, normalised."""
+  if not getattr(dataset, "knobs", ()) or cfg is None:
+    return ()
+  if cfg.dataset == "knobs":
+    return effects.knob_effect(cfg.effect).knobs
+  return tuple(effects.Knob(name, 0.0, 1.0) for name in dataset.knobs)
+
+
+def _behaviour(model, params, sample_rate, channels, cfg, plot_dir) -> dict:
+  """The model's responses against the known answer and its output on
+  silence (a model without knobs), with the frequency response plot."""
+  out = {}
+  rest = rest_output(model, params) if channels == 1 else None
+  freqs, responses, errors = _responses(model, params, sample_rate,
+                                        channels, cfg, rest)
+  out.update(errors)
+  if errors:
+    out["response_signals"] = dict(RESPONSE_SIGNALS)
+  if rest is not None:
+    out["idle_output"] = idle_output(model, params, rest)
+    logging.info("output on silence: peak %.1f dBFS, settled %.1f dBFS",
+                 out["idle_output"]["peak_dbfs"],
+                 out["idle_output"]["final_dbfs"])
+  if plot_dir and responses:
+    plots.frequency_response(freqs, responses,
+                             os.path.join(plot_dir, "frequency_response.png"))
+  return out
+
+
+def _streaming(model, params, workdir, block_sizes, sample_rate,
+               channels) -> dict:
+  """report.json's "streaming" (the list of rows, what readers take) and
+  "streaming_method" (how they were measured), logged."""
+  measured = speed.streaming_speed(model, params, workdir, block_sizes,
+                                   sample_rate, channels)
+  rows = measured.pop("rows")
+  for row in rows:
+    logging.info("streaming, %d-sample blocks: %.1fx real time, %.2f us per "
+                 "sample (%s)", row["block_size"], row["rtf"],
+                 row["us_per_sample"], measured["method"].split(":")[0])
+  return {"streaming": rows, "streaming_method": measured}

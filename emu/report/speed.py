@@ -18,6 +18,7 @@ import time
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -101,10 +102,10 @@ ONE_THREAD_XLA_FLAGS = ("--xla_cpu_multi_thread_eigen=false "
                         "intra_op_parallelism_threads=1")
 CHILD_METHOD = ("in a child process pinned to one core, one XLA thread, "
                 "inline dispatch (emu.stream.realtime), on the CPU: as a "
-                "real-time host runs and experiments/bench.py measures")
+                "real-time host runs and benchmarks/bench.py measures")
 IN_PROCESS_METHOD = ("in the calling process, its threads and dispatch as "
                      "they were: not how a real-time host runs (slower than "
-                     "experiments/bench.py's figures)")
+                     "benchmarks/bench.py's figures)")
 # One measurement (the benchmark's): the fastest of 3 runs of 2 s of noise
 # each, at most 4000 blocks.
 SECONDS, MAX_BLOCKS, REPEATS = 2.0, 4000, 3
@@ -201,6 +202,62 @@ def measure_in_child(workdir: str, block_sizes, which: str = "best",
   return {"method": CHILD_METHOD, **measured}
 
 
+# The report's streaming measurement stops after this many seconds of
+# runs per block size (a slow model).
+STREAM_BUDGET_S = 5.0
+NOT_MEASURED = "not measured (--stream_blocks is empty)"
+
+
+def _parameter_count(params) -> int:
+  return int(sum(np.size(p) for p in jax.tree.leaves(params)))
+
+
+def _can_load(workdir) -> bool:
+  """Whether workdir holds a run a child process can load (its config,
+  dataset facts and best checkpoint)."""
+  return (all(os.path.exists(workdir_lib.path(workdir, name))
+              for name in (workdir_lib.CONFIG, workdir_lib.DATASET)) and
+          workdir_lib.Checkpoints(workdir).exists("best"))
+
+
+def streaming_speed(model, params, workdir, block_sizes, sample_rate,
+                    channels=1) -> dict:
+  """Streaming speed as a real-time host gets it, and how it was measured.
+
+  A run folder's model is measured in a child process on one pinned core
+  with inline dispatch (`measure_in_child`, as
+  benchmarks/bench.py does). A model that is not on disk (a notebook's,
+  or one whose checkpoint is another model) is measured in this process
+  (`emu.report.IN_PROCESS_METHOD`), its method saying so.
+
+  Returns:
+    {"method", "rows": one `measure_best` row per block size,
+    and "settings" (the child's) or "why" (why in this process)}.
+  """
+  if not block_sizes:
+    return {"method": NOT_MEASURED, "rows": []}
+  why = f"{workdir} holds no trained run (config, best checkpoint) to load"
+  if _can_load(workdir):
+    try:
+      measured = measure_in_child(workdir, block_sizes,
+                                         budget_s=STREAM_BUDGET_S)
+      if measured["parameters"] == _parameter_count(params):
+        return measured
+      why = (f"the best checkpoint in {workdir} has "
+             f"{measured['parameters']} parameters, this model "
+             f"{_parameter_count(params)}")
+    except RuntimeError as e:
+      why = str(e)
+  logging.warning("streaming speed measured in this process (%s): slower "
+                  "than a real-time host's", why)
+  rows = [measure_best(model, params, block, sample_rate=sample_rate,
+                              channels=channels, budget_s=STREAM_BUDGET_S)
+          for block in block_sizes]
+  return {"method": IN_PROCESS_METHOD, "why": why,
+          "inline_dispatch": stream.inline_dispatch(),
+          "backend": jax.default_backend(), "rows": rows}
+
+
 def _define_flags():
   flags.DEFINE_string("workdir", None, "The run folder whose model streams.",
                       required=True)
@@ -232,8 +289,7 @@ def main(argv):
                        budget_s=fl.budget_s or None)
           for block in fl.blocks]
   with open(fl.out, "w") as f:
-    json.dump({"settings": settings, "rows": rows, "parameters": int(
-        sum(np.size(p) for p in jax.tree.leaves(params)))}, f)
+    json.dump({"settings": settings, "rows": rows, "parameters": _parameter_count(params)}, f)
   return 0
 
 

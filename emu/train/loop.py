@@ -3,9 +3,9 @@
   check -> start the workdir -> init or restore -> loop of (run epoch ->
   validate -> maybe checkpoint) until `stop_reason` says why -> finish
 
-`_check` builds everything a run needs (data, model, first weights) and
-writes nothing, so a refused run leaves its workdir as it was; `_start`
-then writes config.json. Checkpoints (best and last, orbax) make a re-run
+`emu.train.plan.make_plan` builds everything a run needs (data, model,
+first weights) and writes nothing, so a refused run leaves its workdir as
+it was; `_start` then writes config.json. Checkpoints (best and last, orbax) make a re-run
 into the same workdir resume exactly; each epoch is one log line and one
 row of `workdir/metrics.jsonl`.
 
@@ -28,16 +28,13 @@ import numpy as np
 
 from emu import config as config_lib
 from emu import data as data_lib
-from emu import losses
 from emu import metrics
-from emu import models
-from emu import stream
 from emu import workdir as workdir_lib
 from emu.train import batches
 from emu.train import outcome
 from emu.train import parallel
+from emu.train import plan as plan_lib
 from emu.train import step as step_lib
-from emu.models import data_init
 from emu.train.stopping import EarlyStopping  # pylint: disable=g-importing-member
 
 
@@ -56,33 +53,6 @@ class FitResult:
   parallel: str = "data"
   # What the run should know about its result (a val1 ESR >= 1), logged.
   warnings: list = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Plan:
-  """What `_check` decides once; fixed for the whole run."""
-  cfg: config_lib.Config
-  workdir: str
-  dataset: data_lib.Dataset
-  full_model: Any           # what fit returns: one model or the Ensemble
-  train_step: Callable      # jitted, donates its state
-  predict: Callable         # (params, signal) -> output(s) on the host
-  to_full: Callable         # trained params -> full_model's params
-  init_state: Callable      # () -> a fresh TrainState (stacked: ensemble)
-  mesh: jax.sharding.Mesh
-  split_members: bool
-  sync_steps: bool
-  checkpoints: workdir_lib.Checkpoints
-
-  @property
-  def place_state(self):
-    return (parallel.shard_members if self.split_members
-            else parallel.replicate)
-
-  @property
-  def samples_per_step(self) -> int:
-    return self.cfg.batch_size * (
-        1 if self.cfg.mode == "window" else self.cfg.segment_length)
 
 
 @dataclasses.dataclass
@@ -136,7 +106,8 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
     finite val1 ESR, or ended no better than the first weights with an ESR
     >= 1 (worse than silence): `emu.train.outcome`.
   """
-  plan, fresh = _check(cfg, workdir, overwrite, dataset)
+  plan = plan_lib.make_plan(cfg, workdir, overwrite, dataset)
+  fresh = _fresh_loop(plan)
   _start(plan, overwrite)
   if on_start is not None:
     parallel.on_process_zero(on_start)
@@ -183,95 +154,13 @@ def stop_reason(cfg: config_lib.Config, loop: Loop,
 # ----------------------------------------------------------------- phases
 
 
-def check_config(cfg: config_lib.Config):
-  """ValueError for what cfg's own values get wrong (an unknown loss,
-  effect, model or hyperparameter, a size below 1), before any file is
-  read or written."""
-  losses.combined(cfg.loss)
-  models.build_model(cfg)  # builds no weights: checks names and sizes
-  if cfg.dataset == "knobs":
-    from emu import effects  # pylint: disable=g-import-not-at-top
-    effects.knob_effect(cfg.effect)
-  elif cfg.dataset != "files":
-    from emu import effects  # pylint: disable=g-import-not-at-top
-    effects.effect(cfg.effect)
-
-
-def _check(cfg, workdir, overwrite, dataset):
-  """(plan, a fresh loop): the data, the model, its step and how devices
-  share it, every input checked and the first weights made; writes nothing.
-  """
-  check_config(cfg)
-
-  def check_workdir():
-    workdir_lib.check_writable(workdir)
-    workdir_lib.check_resumable(cfg, workdir, overwrite)
-  parallel.on_process_zero(check_workdir)
-  loss_fn = losses.combined(cfg.loss)
-  dataset = dataset or batches.build_dataset(cfg)
-  channels = _channels(dataset.train.input)
-  full_model = models.build_model(cfg, channels, dataset.sample_rate)
-  model = full_model if cfg.ensemble == 1 else models.build_model(
-      cfg.replace(ensemble=1), channels, dataset.sample_rate)
-  n_steps = batches.steps_per_epoch(cfg, len(dataset.train.input))
-  if n_steps < 1:
-    raise ValueError(
-        f"one epoch has no full batch: {len(dataset.train.input)} training "
-        f"samples, batch_size {cfg.batch_size}, segment_length "
-        f"{cfg.segment_length}; lower them or use more audio")
-  tx = step_lib.make_optimizer(cfg, n_steps)
-  mesh = parallel.data_mesh()
-  split_members = parallel.splits_members(cfg.ensemble, mesh.size)
-  if split_members:
-    logging.info("ensemble of %d: %d member(s) on each of %d devices",
-                 cfg.ensemble, cfg.ensemble // mesh.size, mesh.size)
-  elif cfg.batch_size % mesh.size:
-    raise ValueError(
-        f"batch_size {cfg.batch_size} does not split over {mesh.size} "
-        f"devices; use a multiple of {mesh.size}")
-  step = step_lib.make_train_step(model, tx, loss_fn, cfg)
-  init_state = data_init.wrap_initializer(
-      state_initializer(cfg, model, tx, channels), model, dataset.train)
-  if cfg.ensemble == 1:
-    to_full = lambda params: params
-    predict = stream.make_predict(full_model)
-  else:
-    if cfg.mode == "seq2seq" and full_model.native:  # one scan, E members
-      step = step_lib.make_ensemble_train_step(full_model, tx, loss_fn, cfg)
-    else:
-      step = jax.vmap(step, in_axes=(0, None))
-    to_full = step_lib.ensemble_params
-    predict = stream.make_predict(full_model, method="member_outputs")
-  plan = _Plan(
-      cfg=cfg, workdir=workdir, dataset=dataset, full_model=full_model,
-      train_step=jax.jit(step, donate_argnums=0), predict=predict,
-      to_full=to_full, init_state=init_state, mesh=mesh,
-      split_members=split_members,
-      sync_steps=parallel.sync_each_step(mesh, split_members),
-      checkpoints=workdir_lib.Checkpoints(workdir))
-  return plan, _fresh_loop(plan)
-
-
-def _start(plan: _Plan, overwrite: bool):
+def _start(plan: plan_lib.Plan, overwrite: bool):
   """config.json and dataset.json: the first writes of a checked run."""
-  channels = _channels(plan.dataset.train.input)
+  channels = plan_lib.channels_of(plan.dataset.train.input)
   def start():
     workdir_lib.prepare(plan.cfg, plan.workdir, overwrite)
     workdir_lib.write_dataset_info(plan.workdir, plan.dataset, channels)
   parallel.on_process_zero(start)
-
-
-def state_initializer(cfg, model, tx, channels):
-  """() -> a fresh TrainState: one model's, or E members' from E keys
-  stacked (independent runs that share the batches)."""
-  key = jax.random.PRNGKey(cfg.seed)
-  example = jnp.zeros((1, min(cfg.segment_length, 256), channels),
-                      jnp.float32)
-  if cfg.ensemble == 1:
-    return lambda: step_lib.create_train_state(model, tx, key, example)
-  return lambda: jax.vmap(
-      lambda k: step_lib.create_train_state(model, tx, k, example))(
-          jax.random.split(key, cfg.ensemble))
 
 
 def checkpoint_template(loop: Loop):
@@ -280,14 +169,14 @@ def checkpoint_template(loop: Loop):
                       loop.checkpoint())
 
 
-def _fresh_loop(plan: _Plan) -> Loop:
+def _fresh_loop(plan: plan_lib.Plan) -> Loop:
   state = plan.init_state()
   return Loop(state=state, best_params=jax.tree.map(jnp.copy, state.params),
                stopper=EarlyStopping(patience=plan.cfg.patience,
                                      min_delta=plan.cfg.min_delta))
 
 
-def _init_or_restore(plan: _Plan, loop: Loop) -> Loop:
+def _init_or_restore(plan: plan_lib.Plan, loop: Loop) -> Loop:
   """The fresh `loop`, or the one the 'last' checkpoint holds (to resume).
 
   Over several processes, process 0 reads the checkpoint and metrics.jsonl
@@ -311,14 +200,14 @@ def _init_or_restore(plan: _Plan, loop: Loop) -> Loop:
   return loop
 
 
-def _read_last(plan: _Plan, loop: Loop):
+def _read_last(plan: plan_lib.Plan, loop: Loop):
   """(the 'last' checkpoint or None, metrics.jsonl's rows up to its epoch)."""
   restored = plan.checkpoints.restore("last", checkpoint_template(loop))
   epoch = 0 if restored is None else int(restored["epoch"])
   return restored, workdir_lib.read_history(plan.workdir, epoch)
 
 
-def _run_epoch(plan: _Plan, loop: Loop):
+def _run_epoch(plan: plan_lib.Plan, loop: Loop):
   """One pass over the training batches; (loop, row of train_* means)."""
   start = time.perf_counter()
   epoch_key, loop.state = step_lib.next_epoch_key(loop.state,
@@ -345,7 +234,7 @@ def _run_epoch(plan: _Plan, loop: Loop):
   return loop, row
 
 
-def _validate(plan: _Plan, loop: Loop, row: dict, start: float) -> bool:
+def _validate(plan: plan_lib.Plan, loop: Loop, row: dict, start: float) -> bool:
   """val1 ESR, early stopping and the best parameters; logs the epoch.
 
   Returns False (and changes nothing) if the val1 output is not finite.
@@ -370,7 +259,7 @@ def _validate(plan: _Plan, loop: Loop, row: dict, start: float) -> bool:
   return True
 
 
-def _scored_row(plan: _Plan, loop: Loop, params, row: dict, start: float):
+def _scored_row(plan: plan_lib.Plan, loop: Loop, params, row: dict, start: float):
   """`row` with val1's ESR and the epoch's times; None if the val1 output
   is not finite."""
   scores = _val1_esr(plan, params)
@@ -385,7 +274,7 @@ def _scored_row(plan: _Plan, loop: Loop, params, row: dict, start: float):
   return row
 
 
-def _val1_esr(plan: _Plan, params):
+def _val1_esr(plan: plan_lib.Plan, params):
   """(val1 ESR, the members' ESRs or None) of the full model's params;
   None if the output is not finite."""
   val1 = plan.dataset.val1
@@ -400,7 +289,7 @@ def _val1_esr(plan: _Plan, params):
   return metrics.esr(output, target), members
 
 
-def _maybe_checkpoint(plan: _Plan, loop: Loop, force: bool = False):
+def _maybe_checkpoint(plan: plan_lib.Plan, loop: Loop, force: bool = False):
   """Saves last (and best) if checkpoint_every_s has passed (or `force`);
   the time it takes counts as training."""
   if loop.saved_epoch == loop.epoch:
@@ -422,7 +311,7 @@ def _maybe_checkpoint(plan: _Plan, loop: Loop, force: bool = False):
   loop.saved_epoch, loop.saved_at = loop.epoch, time.perf_counter()
 
 
-def _diverged(plan: _Plan, loop: Loop, what: str) -> str:
+def _diverged(plan: plan_lib.Plan, loop: Loop, what: str) -> str:
   """Non-finite numbers: stops with the best parameters so far (their
   'best' checkpoint saved), or TrainingFailed if no epoch gave any."""
   if loop.stopper.best_epoch < 1:
@@ -439,7 +328,7 @@ def _diverged(plan: _Plan, loop: Loop, what: str) -> str:
   return "diverged"
 
 
-def _finish(plan: _Plan, loop: Loop, reason: str) -> FitResult:
+def _finish(plan: plan_lib.Plan, loop: Loop, reason: str) -> FitResult:
   _maybe_checkpoint(plan, loop, force=True)
   logging.info("training stopped (%s) after %d epochs, %.1f s; best val1 "
                "ESR %.3e at epoch %d", reason, loop.epoch, loop.elapsed,
@@ -471,8 +360,3 @@ def _log_epoch(row, cfg, elapsed, epoch, stop_after_s=None):
       "epoch %d/%d loss %.3e val1_esr %.3e | %.0fk samples/s | %.1f s "
       "elapsed, ETA %.0f s", epoch, cfg.max_epochs, row["train_loss"],
       row["val1_esr"], row["samples_per_s"] / 1e3, elapsed, eta)
-
-
-def _channels(signal) -> int:
-  """Input channels of a [time] or [time, channels] signal."""
-  return 1 if np.ndim(signal) == 1 else int(np.shape(signal)[-1])

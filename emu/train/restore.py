@@ -13,6 +13,7 @@ from emu import config as config_lib
 from emu import models
 from emu import workdir as workdir_lib
 from emu.train import loop as loop_lib
+from emu.train import plan as plan_lib
 from emu.train import step as step_lib
 from emu.train.stopping import EarlyStopping  # pylint: disable=g-importing-member
 
@@ -52,7 +53,7 @@ def restore_last_params(cfg: config_lib.Config,
   member = models.build_model(cfg.replace(ensemble=1), channels, sample_rate)
   tx = step_lib.make_optimizer(cfg, 1)  # the schedule does not shape state
   state = jax.eval_shape(
-      loop_lib.state_initializer(cfg, member, tx, channels))
+      plan_lib.state_initializer(cfg, member, tx, channels))
   template = loop_lib.checkpoint_template(
       loop_lib.Loop(state=state, best_params=state.params,
                     stopper=EarlyStopping()))

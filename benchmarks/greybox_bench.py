@@ -1,6 +1,6 @@
 """The grey-box model (emu.models.wiener) on stand-in devices, and WaveNet.
 
-  python experiments/greybox_bench.py --devices=pb_amp,pb_overdrive \
+  python benchmarks/greybox_bench.py --devices=pb_amp,pb_overdrive \
       --models=wiener,wavenet --budget_s=180 --out=/tmp/greybox
 
 For each device (benchmarks/devices.py) it records emu's test signal

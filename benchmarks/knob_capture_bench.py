@@ -1,6 +1,6 @@
 """Knob capture: pedalboard Distortion recorded at 5 drives, tested at a 6th.
 
-  python experiments/knob_capture_bench.py --out=/tmp/knob_capture \
+  python benchmarks/knob_capture_bench.py --out=/tmp/knob_capture \
       [--budget_s=300] [-- --model=lstm --hidden_size=16]
 
 records emu's test signal (`emu.capture.testsignal`, --seconds long) through

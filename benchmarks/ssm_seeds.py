@@ -1,6 +1,6 @@
 """How a recipe's result depends on the seed: run.py once per seed, a table.
 
-  python experiments/ssm_seeds.py --recipe=experiments/ssm.flags \
+  python benchmarks/ssm_seeds.py --recipe=experiments/ssm.flags \
       --seeds=0-19 --out=/tmp/ssm_seeds
 
 runs `python experiments/run.py --flagfile=RECIPE --seed=S

@@ -1,6 +1,6 @@
 """Compares finished runs: the thesis's Fig. 20 as a table and a bar plot.
 
-  python experiments/compare.py runs/lstm runs/gru runs/cnn --out=runs/compare
+  python benchmarks/compare.py runs/lstm runs/gru runs/cnn --out=runs/compare
 
 Reads each DIR/report.json; writes OUT/comparison.md (and prints it) and
 OUT/comparison.png (validation ESR per model, when matplotlib is installed).

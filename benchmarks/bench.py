@@ -1,10 +1,10 @@
 """Speed and time-to-quality benchmarks, side by side with NAM's numbers.
 
-  python experiments/bench.py --out=benchmarks/cpu.json            # ~5 min
-  python experiments/bench.py --quality --out=benchmarks/cpu.json  # + ~5 min
-  python experiments/bench.py --tiny                               # CI, ~30 s
-  python experiments/bench.py --ensemble_only                      # part 7, ~1 min
-  python experiments/bench.py --ensemble_only --ensemble_runs=30   # + whole runs, ~10 min
+  python benchmarks/bench.py --out=benchmarks/cpu.json            # ~5 min
+  python benchmarks/bench.py --quality --out=benchmarks/cpu.json  # + ~5 min
+  python benchmarks/bench.py --tiny                               # CI, ~30 s
+  python benchmarks/bench.py --ensemble_only                      # part 7, ~1 min
+  python benchmarks/bench.py --ensemble_only --ensemble_runs=30   # + whole runs, ~10 min
 
 Prints a table and writes JSON. For each model (LSTM 24 and 32, GRU 32, a
 WaveNet of NAM FEATHER's size, a small thesis CNN, and `lru` when

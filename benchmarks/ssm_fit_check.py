@@ -7,9 +7,9 @@ time, train / val ESR (emu.metrics.esr), the share of samples within 2^-15
 (emu.metrics.accuracy_bits at 15 bits), and the magnitude-response error
 against the true filter.
 
-  python experiments/ssm_fit_check.py                  # all four effects
-  python experiments/ssm_fit_check.py --effects=hpf440 --state_size=2
-  python experiments/ssm_fit_check.py --data_init --lr=1e-5 --steps=2000
+  python benchmarks/ssm_fit_check.py                  # all four effects
+  python benchmarks/ssm_fit_check.py --effects=hpf440 --state_size=2
+  python benchmarks/ssm_fit_check.py --data_init --lr=1e-5 --steps=2000
 
 Targets (ISSUE): hpf440 ESR <= 1e-6, >= 99% of samples within 2^-15,
 |dB| <= 0.1 over 20 Hz - 20 kHz, < 5 min CPU; the others ESR <= 1e-5.

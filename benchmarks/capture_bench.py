@@ -1,6 +1,6 @@
 """Captures stand-in devices with emu and with NAM, side by side.
 
-  python experiments/capture_bench.py --budget_s=600 --seconds=60 \
+  python benchmarks/capture_bench.py --budget_s=600 --seconds=60 \
     [--devices=pb_overdrive,pb_compressor] [--nam_models=lstm_standard]
 
 For each device of benchmarks/devices.py: records emu's test signal
