@@ -17,7 +17,6 @@ plugin's from the first sample; recurrent models start from zero, as in
 NAM's and RTNeural's code. A knob model takes its setting as `--knobs`.
 """
 
-import json
 import math
 import os
 
@@ -46,11 +45,8 @@ def file_format(path) -> str:
     raise FileNotFoundError(f"model file {path} does not exist")
   if ext == ".nam":
     return "nam"
-  try:
-    with open(path) as f:
-      keys = set(json.load(f))
-  except ValueError as e:
-    raise ValueError(f"{path} is not JSON: {e}") from None
+  from emu.plugins import formats  # pylint: disable=g-import-not-at-top
+  keys = set(formats.read_json(path))
   for fmt, needed in (("nam", {"architecture", "weights"}),
                       ("guitarml", {"model_data", "state_dict"}),
                       ("rtneural", {"in_shape", "layers"})):
