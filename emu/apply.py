@@ -79,26 +79,6 @@ def _start(model, params, knobs):
   return folds.warmed_on_silence(model, params, knobs)
 
 
-def check_output(output_path, overwrite=False):
-  """An error naming the fix if output_path cannot be written as audio: it
-  exists (without --overwrite), its folder does not, its extension names
-  no format soundfile writes."""
-  if os.path.exists(output_path) and not overwrite:
-    raise FileExistsError(
-        f"{output_path} exists; choose another name or pass --overwrite")
-  folder = os.path.dirname(os.path.abspath(output_path))
-  if not os.path.isdir(folder):
-    raise FileNotFoundError(
-        f"the output's folder {folder} does not exist; create it first "
-        f"(mkdir -p {folder}) or write the output elsewhere")
-  ext = os.path.splitext(output_path)[1].lstrip(".").upper()
-  if ext not in sf.available_formats():
-    raise ValueError(
-        f"{output_path}: the output's extension names its format; end it "
-        "in .wav (or .flac, .aiff, ...)" + (f", not .{ext.lower()}" if ext
-                                            else ""))
-
-
 def _pick_channel(audio, input_path, channel):
   """[time] of one channel of audio [time, channels], or an error naming
   --channel."""
@@ -128,7 +108,7 @@ def apply_file(workdir, input_path, output_path, block_size=65536,
   if block_size is None or block_size < 1:
     raise ValueError(f"--block_size must be at least 1 sample, got "
                      f"{block_size} (default 65536)")
-  check_output(output_path, overwrite)
+  cli.check_audio_output(output_path, subtype, overwrite)
   try:
     audio, file_rate = sf.read(input_path, dtype="float32", always_2d=True)
   except RuntimeError as e:

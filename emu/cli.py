@@ -208,6 +208,40 @@ def define_debug_flag():
                       "Show the traceback of an error instead of one line.")
 
 
+def check_audio_output(path, subtype=None, overwrite=False):
+  """An error naming the fix if soundfile cannot write `path` as audio in
+  `subtype` (FLOAT, PCM_24, ...; None: the format's default): it is a
+  folder, it exists (without --overwrite), its folder does not exist, its
+  extension names no format soundfile writes (it names the format), or
+  that format cannot hold `subtype`. The one home of which audio files emu
+  can write; checked before any work is done."""
+  if os.path.isdir(path):
+    raise IsADirectoryError(f"{path} is a folder; give the output a file "
+                            f"name, e.g. {os.path.join(path, 'out.wav')}")
+  if os.path.exists(path) and not overwrite:
+    raise FileExistsError(
+        f"{path} exists; choose another name or pass --overwrite")
+  folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(folder):
+    raise FileNotFoundError(
+        f"the output's folder {folder} does not exist; create it first "
+        f"(mkdir -p {folder}) or write the output elsewhere")
+  ext = os.path.splitext(path)[1].lstrip(".")
+  if not ext:
+    raise ValueError(f"{path} has no extension, which names the audio "
+                     "format: end it in .wav (or .flac, .aiff, ...)")
+  if ext.upper() not in soundfile.available_formats():
+    raise ValueError(f"{path}: .{ext} names no audio format soundfile "
+                     "writes; end it in .wav (or .flac, .aiff, ...)")
+  if subtype is not None and not soundfile.check_format(ext.upper(),
+                                                        subtype.upper()):
+    takes = ", ".join(soundfile.available_subtypes(ext.upper()))
+    raise ValueError(
+        f"{path}: a .{ext.lower()} file cannot hold --subtype={subtype} "
+        f"samples; choose one it takes ({takes}) or write a .wav "
+        "(FLOAT, PCM_24, PCM_16)")
+
+
 def run_main(main):
   """app.run(main), with a user's error as one line `error: ...` (exit 2).
 

@@ -90,6 +90,9 @@ def _fixed_seconds():
 
 
 MIN_SECONDS = _fixed_seconds() + 2.0
+# Longer gives training nothing new (NAM's reamp file is 3:10) and costs
+# memory: one float64 copy of 600 s at 192 kHz is 0.9 GB.
+MAX_SECONDS = 600.0
 
 
 def layout_path(wav_path):
@@ -232,7 +235,7 @@ def make(sample_rate=48000, seconds=DEFAULT_SECONDS, seed=0):
 
   Args:
     sample_rate: Hz (any; 44100, 48000, 96000, ...).
-    seconds: total length, at least MIN_SECONDS.
+    seconds: total length, MIN_SECONDS to MAX_SECONDS.
     seed: seeds the noises (jax.random), so a seed gives the same file.
 
   Returns:
@@ -243,6 +246,10 @@ def make(sample_rate=48000, seconds=DEFAULT_SECONDS, seed=0):
     end], "second": [start, end]}}).
   """
   sample_rate = int(sample_rate)
+  if not seconds <= MAX_SECONDS:  # also NaN
+    raise ValueError(f"--seconds={seconds}: the test signal is at most "
+                     f"{MAX_SECONDS:g} s; choose a length up to that (60 "
+                     "s, the default, is enough for any device)")
   if sample_rate < 8000:
     raise ValueError(f"sample_rate {sample_rate} Hz: use at least 8000")
   if seconds < MIN_SECONDS:
@@ -315,12 +322,14 @@ def write(path, sample_rate=48000, seconds=DEFAULT_SECONDS, seed=0,
 
   Raises:
     FileExistsError: the WAV or the sidecar exists and not overwrite.
+    ValueError: path or subtype names no audio file soundfile writes
+      (`emu.cli.check_audio_output`), a length or rate out of range.
   """
+  cli.check_audio_output(path, subtype, overwrite)
   sidecar = layout_path(path)
-  for existing in (path, sidecar):
-    if os.path.exists(existing) and not overwrite:
-      raise FileExistsError(
-          f"{existing} exists; choose another name or pass --overwrite")
+  if os.path.exists(sidecar) and not overwrite:
+    raise FileExistsError(
+        f"{sidecar} exists; choose another name or pass --overwrite")
   audio, layout = make(sample_rate, seconds, seed)
   sf.write(path, audio, layout["sample_rate"], subtype=subtype)
   layout["file"] = os.path.basename(path)
