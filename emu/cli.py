@@ -208,16 +208,13 @@ def define_debug_flag():
                       "Show the traceback of an error instead of one line.")
 
 
-def check_audio_output(path, subtype=None, overwrite=False):
-  """An error naming the fix if soundfile cannot write `path` as audio in
-  `subtype` (FLOAT, PCM_24, ...; None: the format's default): it is a
-  folder, it exists (without --overwrite), its folder does not exist, its
-  extension names no format soundfile writes (it names the format), or
-  that format cannot hold `subtype`. The one home of which audio files emu
-  can write; checked before any work is done."""
+def check_output_path(path, overwrite=False, example="out.wav"):
+  """An error naming the fix if a command cannot write its output file
+  `path`: it is a folder, it exists (without --overwrite), its folder does
+  not exist or is not writable. Checked before any work is done."""
   if os.path.isdir(path):
     raise IsADirectoryError(f"{path} is a folder; give the output a file "
-                            f"name, e.g. {os.path.join(path, 'out.wav')}")
+                            f"name, e.g. {os.path.join(path, example)}")
   if os.path.exists(path) and not overwrite:
     raise FileExistsError(
         f"{path} exists; choose another name or pass --overwrite")
@@ -226,6 +223,19 @@ def check_audio_output(path, subtype=None, overwrite=False):
     raise FileNotFoundError(
         f"the output's folder {folder} does not exist; create it first "
         f"(mkdir -p {folder}) or write the output elsewhere")
+  if not os.access(folder, os.W_OK):
+    raise PermissionError(f"the output's folder {folder} is not writable; "
+                          "write the output elsewhere")
+
+
+def check_audio_output(path, subtype=None, overwrite=False):
+  """An error naming the fix if soundfile cannot write `path` as audio in
+  `subtype` (FLOAT, PCM_24, ...; None: the format's default): what
+  `check_output_path` refuses, an extension that names no format soundfile
+  writes (it names the format), or a format that cannot hold `subtype`.
+  The one home of which audio files emu can write; checked before any work
+  is done."""
+  check_output_path(path, overwrite)
   ext = os.path.splitext(path)[1].lstrip(".")
   if not ext:
     raise ValueError(f"{path} has no extension, which names the audio "

@@ -112,13 +112,13 @@ def export_workdir(workdir, fmt, out_path, checkpoint="best",
   "gain".
 
   Raises:
-    FileExistsError: out_path exists and not overwrite.
+    FileExistsError, FileNotFoundError, IsADirectoryError,
+      PermissionError: out_path cannot be written (`cli.check_output_path`),
+      found before the model is loaded.
     ExportError: the model does not fit the format (the message says
       what to change).
   """
-  if os.path.exists(out_path) and not overwrite:
-    raise FileExistsError(
-        f"{out_path} exists; choose another name or pass --overwrite")
+  cli.check_output_path(out_path, overwrite, example="model.nam")
   model, params, cfg = restore.load_params(workdir, checkpoint)
   meta = {"emu_model": cfg.model, "emu_model_kwargs": dict(cfg.model_kwargs),
           **(metadata or {})}
@@ -136,11 +136,24 @@ def export_workdir(workdir, fmt, out_path, checkpoint="best",
     back, back_params, _ = load_nam(json.loads(json.dumps(d)))
     d["metadata"]["loudness"], d["metadata"]["gain"] = nam_loudness(
         back, back_params, loudness_input)
-  tmp = out_path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(d, f)
-  os.replace(tmp, out_path)
+  _write_atomic(out_path, json.dumps(d))
   return d
+
+
+def _write_atomic(path, text):
+  """path holds text (a temporary file, then a rename); a failed write is
+  one ExportError naming path, and leaves no temporary file behind."""
+  tmp = path + ".tmp"
+  try:
+    with open(tmp, "w") as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except OSError as e:
+    raise ExportError(f"cannot write {path}: {e.strerror or e}; write it "
+                      "elsewhere (a writable folder with free space)") from e
+  finally:
+    if os.path.isfile(tmp):
+      os.remove(tmp)
 
 
 def _sample_rate(workdir, cfg):
