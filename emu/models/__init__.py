@@ -14,7 +14,6 @@ carrying `state` gives the same output as one call.
 Create models by name: `emu.models.create("lstm", hidden_size=32)`.
 """
 
-from emu.models.registry import check_sizes  # pylint: disable=g-importing-member
 from emu.models.registry import create  # pylint: disable=g-importing-member
 from emu.models.registry import hyperparameters  # pylint: disable=g-importing-member
 from emu.models.registry import model_class  # pylint: disable=g-importing-member
@@ -44,12 +43,11 @@ def build_model(cfg, channels: int = 1, sample_rate=None):
     frequency response depend on it (lru, svf: `sample_rate`); a value in
     cfg.model_kwargs wins.
 
-  Raises ValueError naming the flag of a size below 1 (`check_sizes`), an
-  unknown model or hyperparameter.
+  Raises ValueError naming the flag of a size below 1 (`check_sizes`, in
+  `create`), an unknown model or hyperparameter.
   """
   from emu.models import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
   kwargs = dict(cfg.model_kwargs)
-  check_sizes(kwargs)
   valid = hyperparameters(cfg.model)
   if "input_channels" in valid:
     kwargs.setdefault("input_channels", channels)
