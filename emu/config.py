@@ -9,8 +9,11 @@ directly:
 The library never reads flags.
 """
 
+import collections.abc
 import dataclasses
 import json
+import numbers
+import typing
 from typing import Any, Mapping
 
 MODES = ("seq2seq", "window")
@@ -155,12 +158,39 @@ class Config:
       cli="list")
 
   def __post_init__(self):
+    """Checks the fields where the Config is made, in three phases: each
+    field's type (from its annotation), then each field's range and
+    choice, then the fields together; then freezes the containers."""
+    self._check_types()
+    self._check_values()
+    self._check_combinations()
+    self._freeze()
+
+  def _check_types(self):
+    """ValueError naming the first field whose value is not of its
+    annotated type (an int is a float; a list is a tuple)."""
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      kind = typing.get_origin(field.type) or field.type
+      accepts, what = _TYPES[kind]
+      if kind is collections.abc.Mapping and accepts(value):
+        value_type = typing.get_args(field.type)[1]
+        bad = [v for v in value.values() if value_type is not Any
+               and not _TYPES[value_type][0](v)]
+        if bad:
+          raise ValueError(
+              f"Config {field.name} maps names to numbers ({_example(field)}"
+              f"), got {bad[0]!r} in {dict(value)!r}")
+      elif not accepts(value):
+        raise ValueError(
+            f"Config {field.name} takes {what} ({_example(field)}), got "
+            f"{value!r}, of type {type(value).__name__}")
+
+  def _check_values(self):
+    """Each field's own range or choice."""
     _check_choice("mode", self.mode, MODES)
     _check_choice("dataset", self.dataset, DATASETS)
     _check_choice("layout", self.layout, LAYOUTS)
-    if self.layout != "plain" and self.dataset != "files":
-      raise ValueError(f"layout {self.layout!r} reads your own files: it "
-                       "needs dataset 'files'")
     for name in ("segment_length", "window", "batch_size", "max_epochs",
                  "ensemble",
                  "windows_per_epoch", "sample_rate"):
@@ -181,6 +211,14 @@ class Config:
     if self.gain_low_db > 0:
       raise ValueError(f"gain_low_db must be <= 0 (a cut), got "
                        f"{self.gain_low_db}")
+    if not self.loss:
+      raise ValueError("loss needs at least one term, e.g. {'esr': 1.0}")
+
+  def _check_combinations(self):
+    """Fields that constrain each other."""
+    if self.layout != "plain" and self.dataset != "files":
+      raise ValueError(f"layout {self.layout!r} reads your own files: it "
+                       "needs dataset 'files'")
     if self.mode == "seq2seq" and self.warmup >= self.segment_length:
       raise ValueError(
           f"warmup ({self.warmup}) must be shorter than segment_length "
@@ -189,8 +227,6 @@ class Config:
       raise ValueError(
           f"segment_length - warmup ({self.segment_length - self.warmup}) "
           f"must be a multiple of tbptt ({self.tbptt})")
-    if not self.loss:
-      raise ValueError("loss needs at least one term, e.g. {'esr': 1.0}")
     if self.level_balance and self.mode != "seq2seq":
       raise ValueError("level_balance scores segments (mode seq2seq); "
                        f"mode {self.mode!r} scores one sample per window: "
@@ -210,7 +246,10 @@ class Config:
         self.train_input and self.train_target):
       raise ValueError("dataset 'files' needs train_input and train_target "
                        "(or train_manifest)")
-    # Freeze the mappings and sequences so the value is truly immutable.
+
+  def _freeze(self):
+    """The mappings and sequences copied, so the value is truly
+    immutable."""
     object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
     object.__setattr__(self, "loss", dict(self.loss))
     object.__setattr__(self, "val2_files", tuple(self.val2_files))
@@ -244,6 +283,34 @@ class Config:
     """Fields whose values differ: name -> (self's, other's)."""
     mine, theirs = json.loads(self.to_json()), json.loads(other.to_json())
     return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
+
+
+def _real(v) -> bool:
+  return isinstance(v, numbers.Real) and not isinstance(v, bool) and (
+      v == v)  # not NaN
+
+
+# A field's annotation -> (accepts(value), what it takes, for the message).
+_TYPES = {
+    str: (lambda v: isinstance(v, str), "a string"),
+    int: (lambda v: isinstance(v, numbers.Integral) and not isinstance(
+        v, bool), "a whole number"),
+    float: (_real, "a number"),
+    bool: (lambda v: isinstance(v, bool), "True or False"),
+    tuple: (lambda v: isinstance(v, (tuple, list)), "a tuple"),
+    collections.abc.Mapping: (lambda v: isinstance(v, collections.abc.Mapping),
+                              "a dict"),
+}
+
+
+def _example(field) -> str:
+  """The field's default, as its flag: what a right value looks like."""
+  default = (field.default_factory() if field.default is dataclasses.MISSING
+             else field.default)
+  if field.metadata.get("flag", True) is False:
+    return f"e.g. {default!r}"
+  return f"e.g. --{field.name}={default}" if not isinstance(
+      default, (tuple, dict)) else f"e.g. {default!r}"
 
 
 def _check_choice(name, value, choices):

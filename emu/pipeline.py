@@ -6,6 +6,7 @@ run folder:
   report = emu.pipeline.run(cfg, "/tmp/run")
 """
 
+import os
 from typing import Optional
 
 from absl import logging
@@ -41,6 +42,7 @@ def run(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
   lockstep; process 0 alone writes workdir, evaluates and returns the
   report, and the others return None.
   """
+  workdir = _check_arguments(cfg, workdir)
   files_report = parallel.on_process_zero(
       lambda: _before_training(cfg, workdir, overwrite))
 
@@ -73,6 +75,19 @@ def run(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
       stream_blocks=cfg.stream_blocks)
   logging.info("report: %s", run_page.write_report_html(workdir))
   return report
+
+
+def _check_arguments(cfg, workdir) -> str:
+  """workdir as a str; ValueError naming the argument that is not a Config
+  or a folder's path."""
+  if not isinstance(cfg, config_lib.Config):
+    raise ValueError(f"emu.pipeline.run takes an emu.config.Config, got "
+                     f"{type(cfg).__name__}; build one with "
+                     "emu.config.Config(...)")
+  if not isinstance(workdir, (str, os.PathLike)) or not os.fspath(workdir):
+    raise ValueError(f"emu.pipeline.run needs workdir, the run's folder "
+                     f"(a path such as 'runs/lstm'), got {workdir!r}")
+  return os.fspath(workdir)
 
 
 def _before_training(cfg, workdir, overwrite):
