@@ -280,9 +280,14 @@ class Config:
     return dataclasses.replace(self, **changes)
 
   def differences(self, other: "Config") -> dict:
-    """Fields whose values differ: name -> (self's, other's)."""
-    mine, theirs = json.loads(self.to_json()), json.loads(other.to_json())
-    return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
+    """Settings whose values differ: name -> (self's, other's), sorted
+    by name. A model hyperparameter is one setting, "model_kwargs.NAME"
+    (None where one side leaves it at the model's default), so that only
+    the hyperparameters that differ are listed."""
+    mine, theirs = _settings(self), _settings(other)
+    names = list(mine) + [k for k in theirs if k not in mine]
+    return {k: (mine.get(k), theirs.get(k)) for k in names
+            if mine.get(k) != theirs.get(k)}
 
 
 def _real(v) -> bool:
@@ -311,6 +316,18 @@ def _example(field) -> str:
     return f"e.g. {default!r}"
   return f"e.g. --{field.name}={default}" if not isinstance(
       default, (tuple, dict)) else f"e.g. {default!r}"
+
+
+def _settings(cfg) -> dict:
+  """cfg's fields as JSON values, model_kwargs spread into one entry per
+  hyperparameter ("model_kwargs.NAME")."""
+  out = {}
+  for name, value in json.loads(cfg.to_json()).items():
+    if name == "model_kwargs":
+      out.update({f"{name}.{k}": v for k, v in sorted(value.items())})
+    else:
+      out[name] = value
+  return out
 
 
 def _check_choice(name, value, choices):

@@ -97,9 +97,12 @@ def _before_training(cfg, workdir, overwrite):
   workdir_lib.check_writable(workdir)
   for _, candidate in audition_lib.candidates(cfg) or [(None, cfg)]:
     train_plan.check_config(candidate)
-  # An audition run resumed: workdir holds the candidate it chose.
+  # An audition run resumed: workdir holds the candidate it chose; another
+  # command is compared with the one that audition ran (its changes alone).
   chosen = audition_lib.resumed(cfg, workdir)
-  workdir_lib.check_resumable(chosen or cfg, workdir, overwrite)
+  workdir_lib.check_resumable(
+      chosen or cfg, workdir, overwrite,
+      recorded=None if chosen else audition_lib.base(workdir))
   if cfg.dataset != "files" or cfg.train_manifest:
     return None  # a manifest's recordings: load_pair checks each
   # Levels, latency and the device's repeatability, before any training.

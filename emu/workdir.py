@@ -174,15 +174,20 @@ def read_config(workdir: str) -> config_lib.Config:
 
 
 def check_resumable(cfg: config_lib.Config, workdir: str,
-                    overwrite: bool) -> bool:
+                    overwrite: bool, recorded=None) -> bool:
   """Whether workdir holds a run of another config that will be replaced.
 
+  recorded: what a difference from config.json is listed against (an
+  audition's command, whose chosen candidate config.json holds), so that
+  the message lists the user's changes alone; None: config.json.
   Raises WorkdirConflict if it holds one and overwrite is False. Writes
   nothing.
   """
   if not os.path.exists(path(workdir, CONFIG)):
     return False
   diff = read_config(workdir).differences(cfg)
+  if diff and recorded is not None:
+    diff = recorded.differences(cfg) or diff
   if diff and not overwrite:
     listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
     raise WorkdirConflict(

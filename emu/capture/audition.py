@@ -153,6 +153,20 @@ def resumed(cfg: config_lib.Config, workdir: str) -> Optional[
   return config_lib.Config.from_json(choice["config_json"])
 
 
+def base(workdir: str) -> Optional[config_lib.Config]:
+  """The Config an audition in workdir was run from (the user's command),
+  while workdir holds the candidate it chose; None otherwise. What another
+  command is compared with: its config.json is the candidate's."""
+  choice = _read_choice(workdir)
+  if choice is None or not os.path.exists(workdir_lib.path(
+      workdir, workdir_lib.CONFIG)):
+    return None
+  if workdir_lib.read_config(workdir) != config_lib.Config.from_json(
+      choice["config_json"]):
+    return None  # a later run (--overwrite) replaced the candidate
+  return config_lib.Config.from_json(json.dumps(choice["base"]))
+
+
 def choose(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
            dataset=None) -> config_lib.Config:
   """Auditions cfg's candidates into workdir; the chosen candidate's
