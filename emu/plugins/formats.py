@@ -71,14 +71,29 @@ def _family(model, fmt):
            "guitarml": "lstm and gru"}[fmt]
   if name == "Wiener":
     raise ExportError(
-        f"the grey-box wiener does not export to {fmt}: its state-space "
-        "filters and compressor stage are layers no plugin format holds. "
+        f"the grey-box wiener does not export to {fmt}: its "
+        f"{_wiener_stages(model)} are layers no plugin format holds. "
         "Play it with python -m emu.apply (or emu.stream in a host), or "
         "capture for NAM's plugin with --flagfile=experiments/"
         f"capture_plugin.flags (a WaveNet; {fmt} takes {takes} models)")
   raise ExportError(
       f"a {name} does not export to {fmt}, which takes {takes} models; "
       f"retrain with one of those (--model=...)")
+
+
+def _wiener_stages(model) -> str:
+  """What a Wiener model holds, in words: 'state-space filters and
+  waveshaper', with its compressor stage and residual WaveNet if any."""
+  stages = []
+  if model.pre_modes or model.post_modes:
+    stages.append("state-space filters")
+  stages.append("waveshaper")
+  if model.dynamics_width:
+    stages.append("compressor stage")
+  if model.residual_channels:
+    stages.append("residual WaveNet")
+  return ", ".join(stages[:-1]) + " and " + stages[-1] if len(
+      stages) > 1 else stages[0]
 
 
 def _one_input(model, params, fmt):
