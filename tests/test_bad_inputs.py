@@ -357,8 +357,10 @@ def wavs(tmp_path):
 @pytest.mark.parametrize("output, kwargs, error, match", [
     ("missing/out.wav", {}, FileNotFoundError, "folder .*missing does not "
      "exist; create it"),
-    ("out", {}, ValueError, "extension names its format; end it in .wav"),
-    ("out.xyz", {}, ValueError, "not .xyz"),
+    ("out", {}, ValueError, "has no extension, which names the audio "
+     "format: end it in .wav"),
+    ("out.xyz", {}, ValueError, ".xyz names no audio format"),
+    ("out.mp3", {}, ValueError, "a .mp3 file cannot hold --subtype=FLOAT"),
     ("out.wav", dict(block_size=0), ValueError, "--block_size must be at "
      "least 1 sample, got 0"),
     ("out.wav", dict(block_size=-64), ValueError, "--block_size"),
