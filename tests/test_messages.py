@@ -16,7 +16,6 @@ import pytest
 import soundfile as sf
 
 from emu import apply
-from emu import cli
 from emu import config as config_lib
 from emu import models
 from emu import pipeline
