@@ -45,8 +45,8 @@ def file_format(path) -> str:
     raise FileNotFoundError(f"model file {path} does not exist")
   if ext == ".nam":
     return "nam"
-  from emu.plugins import formats  # pylint: disable=g-import-not-at-top
-  keys = set(formats.read_json(path))
+  from emu.plugins import reading  # pylint: disable=g-import-not-at-top
+  keys = set(reading.read_json(path))
   for fmt, needed in (("nam", {"architecture", "weights"}),
                       ("guitarml", {"model_data", "state_dict"}),
                       ("rtneural", {"in_shape", "layers"})):

@@ -1,7 +1,8 @@
 """emu's models in real-time plugin formats, both ways.
 
 `formats` writes and reads NAM's LSTM, RTNeural and GuitarML files,
-`wavenet_formats` NAM's and RTNeural's WaveNets; `folds` rewrites a model
+`wavenet_formats` NAM's and RTNeural's WaveNets (`reading`: every
+reader's checks, errors naming the file); `folds` rewrites a model
 into an equal one a format can carry; `export` is the command
 (`python -m emu.export`) that writes a run's file and reports what the
 plugin will see.
@@ -10,4 +11,4 @@ plugin will see.
 import emu
 
 __getattr__ = emu.lazy_submodules(__name__, (
-    "export", "folds", "formats", "wavenet_formats"))
+    "export", "folds", "formats", "reading", "wavenet_formats"))

@@ -38,8 +38,6 @@ model it came from. JSON stores each float32 weight exactly (its float64
 repr), so a round trip is bit-exact.
 """
 
-import functools
-import json
 import warnings
 
 import jax.numpy as jnp
@@ -48,6 +46,8 @@ import numpy as np
 from emu import models
 from emu.plugins import folds
 from emu.plugins import wavenet_formats
+from emu.plugins.reading import reader  # pylint: disable=g-importing-member
+from emu.plugins.reading import require  # pylint: disable=g-importing-member
 
 FORMATS = ("nam", "rtneural", "guitarml")
 # The .nam version of LSTM files: the LSTM layout has not changed since 0.5,
@@ -152,92 +152,6 @@ def _gru_from_keras(a, hidden):
   return np.concatenate([r, z, n], axis=-1)
 
 
-# --------------------------------------------------------- reading files
-# Every reader (`load_nam`, `load_rtneural`, `load_guitarml`) is wrapped by
-# `_reader`: it reads the JSON, and any problem found in it, by the checks
-# at its entry (`_require`) or deeper, is one ExportError naming the file.
-
-_KINDS = {
-    "size": (lambda v: isinstance(v, int) and not isinstance(v, bool)
-             and v >= 1, "a whole number >= 1"),
-    "numbers": (lambda v: isinstance(v, list) and bool(v) and all(
-        isinstance(x, (int, float)) and not isinstance(x, bool) for x in v),
-                "a non-empty list of numbers"),
-    "object": (lambda v: isinstance(v, dict), "an object ({...})"),
-    "list": (lambda v: isinstance(v, list) and bool(v), "a non-empty list"),
-    "text": (lambda v: isinstance(v, str), "a string"),
-}
-
-
-class _Malformed(ExportError):
-  """A file's entry is missing or of the wrong kind (`_require`)."""
-
-
-def read_json(path) -> dict:
-  """The JSON object in the model file at `path`; ExportError naming the
-  file if it holds none."""
-  try:
-    with open(path, encoding="utf-8") as f:
-      d = json.load(f)
-  except (UnicodeDecodeError, json.JSONDecodeError) as e:
-    what = ("binary data (audio?), not JSON text" if isinstance(
-        e, UnicodeDecodeError) else f"not JSON ({e})")
-    raise ExportError(
-        f"{path} is not a model file: it holds {what}; give --model_file "
-        "a .nam or RTNeural/GuitarML .json file (the audio goes in as the "
-        "input)") from None
-  if not isinstance(d, dict):
-    raise ExportError(f"{path} holds JSON but no model (a {type(d).__name__}"
-                      ", not an object); give a .nam or RTNeural/GuitarML "
-                      ".json file")
-  return d
-
-
-def _require(d, entries):
-  """ExportError naming the first of `entries` ({"config.hidden_size":
-  "size", ...}: dotted path -> a kind of _KINDS) that d lacks or holds in
-  another form."""
-  for dotted, kind in entries.items():
-    value = d
-    for key in dotted.split("."):
-      if not isinstance(value, dict) or key not in value:
-        raise _Malformed(f"it has no {dotted!r} entry")
-      value = value[key]
-    accepts, what = _KINDS[kind]
-    if not accepts(value):
-      shown = json.dumps(value)
-      shown = shown if len(shown) <= 40 else shown[:37] + "..."
-      raise _Malformed(f"its {dotted!r} is {shown}, not {what}")
-
-
-def _reader(label):
-  """Wraps read(d) -> (model, params, rate) into a reader of a path or a
-  dict whose every error is one ExportError naming the file (`label`: the
-  format, for the message)."""
-
-  def wrap(read):
-    @functools.wraps(read)
-    def load(path_or_dict):
-      if isinstance(path_or_dict, dict):
-        d, source = path_or_dict, f"this {label} dict"
-      else:
-        d, source = read_json(path_or_dict), str(path_or_dict)
-      try:
-        return read(d)
-      except (ValueError, KeyError, TypeError, IndexError) as e:
-        # A reader's own refusal says what to do; a file that is not what
-        # its format says gets the one fix there is.
-        said = isinstance(e, ExportError) and not isinstance(e, _Malformed)
-        problem = (f"it has no {e.args[0]!r} entry"
-                   if isinstance(e, KeyError) else str(e))
-        raise ExportError(
-            f"{source} cannot be read as {label}: {problem}" + (
-                "" if said else " (a damaged file, or another format: "
-                "export it again)")) from e
-    return load
-  return wrap
-
-
 # ------------------------------------------------------------------ NAM
 
 
@@ -290,7 +204,7 @@ def export_nam(model, params, sample_rate, metadata=None) -> dict:
   }
 
 
-@_reader("NAM (.nam)")
+@reader("NAM (.nam)")
 def load_nam(path_or_dict):
   """Rebuilds (model, params, sample_rate) from a .nam file or dict: LSTM,
   WaveNet (`emu.models.nam_wavenet`, NAM's file format 0.5.x or 0.7.0), or a
@@ -300,10 +214,10 @@ def load_nam(path_or_dict):
   zero initial state cannot hold: such a file loads with a warning, and its
   output differs from NAM's for the first moments only.
   """
-  d = path_or_dict  # read and its errors named by _reader
-  _require(d, {"architecture": "text", "config": "object"})
+  d = path_or_dict  # read and its errors named by reader
+  require(d, {"architecture": "text", "config": "object"})
   if d["architecture"] == "WaveNet":
-    _require(d, {"weights": "numbers"})
+    require(d, {"weights": "numbers"})
   if d["architecture"] in ("WaveNet", "SlimmableContainer"):
     try:
       return wavenet_formats.load_nam_wavenet(d)
@@ -313,10 +227,10 @@ def load_nam(path_or_dict):
     raise ExportError(
         f"emu reads NAM's LSTM and WaveNet files; this one is "
         f"{d['architecture']!r}")
-  _require(d, {"config.hidden_size": "size", "config.num_layers": "size",
+  require(d, {"config.hidden_size": "size", "config.num_layers": "size",
                "weights": "numbers"})
   if "input_size" in d["config"]:
-    _require(d, {"config.input_size": "size"})
+    require(d, {"config.input_size": "size"})
   cfg = d["config"]
   hidden, num_layers = int(cfg["hidden_size"]), int(cfg["num_layers"])
   in_size = int(cfg.get("input_size", 1))
@@ -401,15 +315,15 @@ def export_rtneural(model, params, sample_rate=None, metadata=None) -> dict:
           "metadata": meta}
 
 
-@_reader("RTNeural JSON")
+@reader("RTNeural JSON")
 def load_rtneural(path_or_dict):
   """Rebuilds (model, params, sample_rate or None) from RTNeural JSON.
 
   Reads stacks of one recurrent type followed by a dense [H -> 1] head
   with no activation, as `export_rtneural` writes them.
   """
-  d = path_or_dict  # read and its errors named by _reader
-  _require(d, {"layers": "list"})
+  d = path_or_dict  # read and its errors named by reader
+  require(d, {"layers": "list"})
   specs = d["layers"]
   if not specs or specs[-1]["type"] != "dense" or specs[-1].get(
       "activation", ""):
@@ -486,11 +400,11 @@ def export_guitarml(model, params, sample_rate=None, metadata=None) -> dict:
   }
 
 
-@_reader("GuitarML JSON")
+@reader("GuitarML JSON")
 def load_guitarml(path_or_dict):
   """Rebuilds (model, params, sample_rate or None) from SimpleRNN JSON."""
-  d = path_or_dict  # read and its errors named by _reader
-  _require(d, {"model_data.unit_type": "text", "model_data.num_layers": "size",
+  d = path_or_dict  # read and its errors named by reader
+  require(d, {"model_data.unit_type": "text", "model_data.num_layers": "size",
                "model_data.hidden_size": "size", "state_dict": "object"})
   info, state = d["model_data"], d["state_dict"]
   family = str(info["unit_type"]).lower()
