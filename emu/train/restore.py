@@ -19,7 +19,8 @@ from emu.train.stopping import EarlyStopping  # pylint: disable=g-importing-memb
 
 
 def load_params(workdir: str, which: str = "best"):
-  """(model, params, config) of a finished or running run in workdir.
+  """(model, params, config) of a finished or running run in workdir;
+  FailedRun if its training failed (`emu.workdir.FAILED`).
 
   which: 'best' (the parameters with the lowest val1 ESR) or 'last' (those
   of the last checkpointed epoch).
@@ -27,6 +28,7 @@ def load_params(workdir: str, which: str = "best"):
   if which not in ("best", "last"):
     raise ValueError(f"unknown checkpoint {which!r}; choose best or last")
   cfg = workdir_lib.read_config(workdir)
+  workdir_lib.check_not_failed(workdir)  # FailedRun: no model worth playing
   info = workdir_lib.dataset_info(workdir)
   channels = info.get("channels", 1)
   model = models.build_model(cfg, channels, info.get("sample_rate"))
