@@ -249,7 +249,7 @@ def clear_run(workdir: str):
       _remove(path(workdir, name))
 
 
-def _remove(target: str):
+def _remove(target: str):  # a file or a folder, if there
   if os.path.isdir(target):
     shutil.rmtree(target)
   elif os.path.exists(target):
@@ -269,14 +269,14 @@ def check_not_failed(workdir: str):
 
 
 def adopt_run(source: str, workdir: str):
-  """workdir takes over the training run in the folder `source` (its
-  config, history and checkpoints, copied; `emu.capture.audition`'s chosen
-  candidate), replacing any of those files workdir held. On process 0."""
+  """workdir takes over the run in the folder `source` (its config, inputs,
+  history and checkpoints, copied: `emu.capture.audition`'s chosen
+  candidate), replacing those files of workdir's. On process 0."""
   if not writes_here():
     return
   with _writing(workdir):
     os.makedirs(workdir, exist_ok=True)
-    for name in (CONFIG,) + _TRAINING_FILES:
+    for name in (CONFIG, INPUTS) + _TRAINING_FILES:
       origin, target = path(source, name), path(workdir, name)
       _remove(target)
       if os.path.isdir(origin):

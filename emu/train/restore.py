@@ -27,8 +27,8 @@ def load_params(workdir: str, which: str = "best"):
   """
   if which not in ("best", "last"):
     raise ValueError(f"unknown checkpoint {which!r}; choose best or last")
-  cfg = workdir_lib.read_config(workdir)
   workdir_lib.check_not_failed(workdir)  # FailedRun: no model worth playing
+  cfg = workdir_lib.read_config(workdir)
   info = workdir_lib.dataset_info(workdir)
   channels = info.get("channels", 1)
   model = models.build_model(cfg, channels, info.get("sample_rate"))
