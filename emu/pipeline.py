@@ -22,8 +22,11 @@ from emu import models
 from emu.report import run_page
 from emu import train
 from emu import workdir as workdir_lib
+from emu.train import batches
+from emu.train import outcome
 from emu.train import plan as train_plan
 from emu.train import parallel
+from emu.train import runlock
 
 
 def run(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
@@ -41,10 +44,20 @@ def run(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
   Over several processes (`jax.distributed`) every process trains in
   lockstep; process 0 alone writes workdir, evaluates and returns the
   report, and the others return None.
+
+  One run per folder: another process running in workdir is refused at
+  once (`emu.train.runlock.WorkdirBusy`), and so are input files changed
+  since the run there read them (WorkdirConflict) unless overwrite.
   """
   workdir = _check_arguments(cfg, workdir)
-  files_report = parallel.on_process_zero(
-      lambda: _before_training(cfg, workdir, overwrite))
+  with runlock.held(workdir):
+    return _run(cfg, workdir, overwrite, flags_text, dataset)
+
+
+def _run(cfg, workdir, overwrite, flags_text, dataset):
+  """`run` with workdir's lock held."""
+  files_report, replace = parallel.on_process_zero(
+      lambda: _before_training(cfg, workdir, overwrite, dataset))
 
   def on_start():  # every input checked: the run's own files
     if files_report is not None:
@@ -55,7 +68,13 @@ def run(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
 
   auditioned = bool(cfg.audition)
   if auditioned:  # the candidates' short runs; cfg becomes the chosen
-    cfg = audition_lib.choose(cfg, workdir, overwrite, dataset)
+    if replace:  # another config or changed files, --overwrite: afresh
+      workdir_lib.clear_run(workdir)
+    try:
+      cfg = audition_lib.choose(cfg, workdir, overwrite, dataset)
+    except outcome.TrainingFailed as failed:  # no model: apply refuses it
+      workdir_lib.record_failure(workdir, str(failed))
+      raise
   result = train.fit(cfg, workdir, overwrite=overwrite, dataset=dataset,
                      on_start=on_start)
   if not workdir_lib.writes_here():
@@ -90,23 +109,25 @@ def _check_arguments(cfg, workdir) -> str:
   return os.fspath(workdir)
 
 
-def _before_training(cfg, workdir, overwrite):
-  """Refuses a workdir it cannot write or that holds another run; a user's
-  files' data report (logged; written once every input is checked), or
-  None. Writes nothing."""
+def _before_training(cfg, workdir, overwrite, dataset):
+  """Refuses a workdir it cannot write or that holds another run (or one
+  on other files); (a user's files' data report (logged; written once
+  every input is checked) or None, whether workdir's run is replaced).
+  Writes nothing."""
   workdir_lib.check_writable(workdir)
   for _, candidate in audition_lib.candidates(cfg) or [(None, cfg)]:
     train_plan.check_config(candidate)
   # An audition run resumed: workdir holds the candidate it chose; another
   # command is compared with the one that audition ran (its changes alone).
   chosen = audition_lib.resumed(cfg, workdir)
-  workdir_lib.check_resumable(
-      chosen or cfg, workdir, overwrite,
+  inputs = None if dataset else batches.input_fingerprints(cfg)
+  replace = workdir_lib.check_resumable(
+      chosen or cfg, workdir, overwrite, inputs,
       recorded=None if chosen else audition_lib.base(workdir))
   if cfg.dataset != "files" or cfg.train_manifest:
-    return None  # a manifest's recordings: load_pair checks each
+    return None, replace  # a manifest's recordings: load_pair checks each
   # Levels, latency and the device's repeatability, before any training.
-  return datareport.report_files(cfg.train_input, cfg.train_target)
+  return datareport.report_files(cfg.train_input, cfg.train_target), replace
 
 
 def parameter_count(cfg: config_lib.Config) -> int:

@@ -18,6 +18,9 @@ DIR)`) holds:
   audition/, audition.json   with --audition: each candidate's short run
                     (a run folder of its own) and the choice (AUDITION,
                     AUDITION_CHOICE; `emu.capture.audition`)
+  inputs.json       size and sha256 of each file the run read (INPUTS)
+  failed.json       why training failed, if it did (FAILED): no model to use
+  run.lock          pid and host of the run in progress (LOCK; emu.train.runlock)
 
 Every other module names these files through `path(workdir, NAME)` and reads
 or writes them through the helpers here.
@@ -54,9 +57,15 @@ AUDIO = "audio"
 PLOTS = "plots"
 AUDITION = "audition"
 AUDITION_CHOICE = "audition.json"
+INPUTS = "inputs.json"
+FAILED = "failed.json"
+LOCK = "run.lock"
 
-# What a run with another config loses when it is replaced (--overwrite).
+# A run's training: what audition's chosen candidate hands on (adopt_run).
 _TRAINING_FILES = (CHECKPOINTS, METRICS)
+# What a replaced run (--overwrite) loses: all but its settings.
+_RUN_FILES = _TRAINING_FILES + (INPUTS, FAILED, AUDITION, AUDITION_CHOICE,
+    DATA_REPORT, REPORT, REPORT_HTML, LISTENING_TEST, AUDIO, PLOTS)
 
 
 class WorkdirConflict(ValueError):
@@ -65,6 +74,10 @@ class WorkdirConflict(ValueError):
 
 class WorkdirError(ValueError):
   """The workdir cannot be written: a file, read-only, the disk full."""
+
+
+class FailedRun(ValueError):
+  """The workdir holds a run whose training failed: no model to use."""
 
 
 def writes_here() -> bool:
@@ -174,14 +187,15 @@ def read_config(workdir: str) -> config_lib.Config:
 
 
 def check_resumable(cfg: config_lib.Config, workdir: str,
-                    overwrite: bool, recorded=None) -> bool:
-  """Whether workdir holds a run of another config that will be replaced.
+                    overwrite: bool, inputs=None, recorded=None) -> bool:
+  """Whether workdir holds a run of another config, or (inputs: the
+  files' `emu.train.batches.input_fingerprints`; None: not compared) one
+  trained on other files, that will be replaced; WorkdirConflict if it
+  does and overwrite is False. Writes nothing.
 
   recorded: what a difference from config.json is listed against (an
   audition's command, whose chosen candidate config.json holds), so that
   the message lists the user's changes alone; None: config.json.
-  Raises WorkdirConflict if it holds one and overwrite is False. Writes
-  nothing.
   """
   if not os.path.exists(path(workdir, CONFIG)):
     return False
@@ -193,43 +207,85 @@ def check_resumable(cfg: config_lib.Config, workdir: str,
     raise WorkdirConflict(
         f"{workdir} holds a run with a different config ({listed}). Use a "
         "new workdir, or pass overwrite=True (--overwrite) to replace it.")
-  return bool(diff)
+  return bool(diff) or _inputs_changed(workdir, inputs, overwrite)
 
 
-def prepare(cfg: config_lib.Config, workdir: str, overwrite: bool):
-  """Creates workdir or checks that it holds the same run (to resume); then
-  writes cfg's config.json. On process 0 only (`writes_here`)."""
+def _inputs_changed(workdir: str, inputs, overwrite: bool) -> bool:
+  """Whether a file workdir's run read differs now; WorkdirConflict."""
+  if inputs is None or not os.path.exists(path(workdir, INPUTS)):
+    return False
+  recorded = read_json(workdir, INPUTS)
+  changed = sorted(k for k in set(recorded) | set(inputs)
+                   if recorded.get(k) != inputs.get(k))
+  if changed and not overwrite:
+    was, now = recorded.get(changed[0]), inputs.get(changed[0])
+    how = ("is gone" if now is None else "is new to it" if was is None
+           else f"changed (size {was['size']} -> {now['size']} bytes)"
+           if was["size"] != now["size"] else "changed (another sha256)")
+    raise WorkdirConflict(
+        f"input file {changed[0]} {how} since the run in {workdir} was "
+        "trained on it: pass overwrite=True (--overwrite) to train again on "
+        "the files as they are now, or use a new --workdir to keep that run")
+  return bool(changed)
+
+
+def prepare(cfg: config_lib.Config, workdir: str, overwrite: bool,
+            inputs=None):
+  """Creates workdir or checks that it holds the same run on the same
+  files (to resume); then writes inputs (INPUTS, if any) and cfg's
+  config.json. On process 0 only (`writes_here`)."""
   if not writes_here():
     return
   check_writable(workdir)
-  replace = check_resumable(cfg, workdir, overwrite)
+  replace = check_resumable(cfg, workdir, overwrite, inputs)
   with _writing(workdir):
     os.makedirs(workdir, exist_ok=True)
   if replace:
     logging.warning("overwriting the run in %s", workdir)
-    for name in _TRAINING_FILES:
-      target = path(workdir, name)
-      if os.path.isdir(target):
-        shutil.rmtree(target)
-      elif os.path.exists(target):
-        os.remove(target)
+    clear_run(workdir)
+  _remove(path(workdir, FAILED))  # a new try: not failed (yet)
+  if inputs:
+    write_json(workdir, INPUTS, inputs, indent=2, sort_keys=True)
   _write_atomic(path(workdir, CONFIG), cfg.to_json())
 
 
+def clear_run(workdir: str):
+  """Removes all workdir's run made but its settings; on process 0."""
+  if writes_here():
+    for name in _RUN_FILES:
+      _remove(path(workdir, name))
+
+
+def _remove(target: str):  # a file or a folder, if there
+  if os.path.isdir(target):
+    shutil.rmtree(target)
+  elif os.path.exists(target):
+    os.remove(target)
+
+
+def record_failure(workdir: str, message: str):
+  """Records in workdir (FAILED) that its training failed, and why."""
+  write_json(workdir, FAILED, {"error": message}, indent=2)
+
+
+def check_not_failed(workdir: str):
+  """FailedRun, naming the cause and the fix, if workdir's run failed."""
+  if os.path.exists(path(workdir, FAILED)):
+    raise FailedRun(f"{workdir} holds no model to use: its training failed "
+                    f"({read_json(workdir, FAILED)['error']})")
+
+
 def adopt_run(source: str, workdir: str):
-  """workdir takes over the training run in the folder `source` (its
-  config, history and checkpoints, copied; `emu.capture.audition`'s chosen
-  candidate), replacing any of those files workdir held. On process 0."""
+  """workdir takes over the run in the folder `source` (its config, inputs,
+  history and checkpoints, copied: `emu.capture.audition`'s chosen
+  candidate), replacing those files of workdir's. On process 0."""
   if not writes_here():
     return
   with _writing(workdir):
     os.makedirs(workdir, exist_ok=True)
-    for name in (CONFIG,) + _TRAINING_FILES:
+    for name in (CONFIG, INPUTS) + _TRAINING_FILES:
       origin, target = path(source, name), path(workdir, name)
-      if os.path.isdir(target):
-        shutil.rmtree(target)
-      elif os.path.exists(target):
-        os.remove(target)
+      _remove(target)
       if os.path.isdir(origin):
         shutil.copytree(origin, target)
       elif os.path.exists(origin):

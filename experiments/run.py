@@ -5,8 +5,9 @@
 Every Config field is a flag of the same name, help and default
 (`emu.cli`). Later flags override earlier ones (`--flagfile=experiments/
 lstm.flags --hidden_size=64`). Re-running into the same workdir resumes the
-run; a workdir holding a run with another config is refused unless
---overwrite.
+run (after Ctrl-C too: exit status 130); a workdir holding a run with
+another config, or one trained on input files changed since, is refused
+unless --overwrite, and so is one another process is running in.
 
 Several processes (one per host or per GPU) train one run data-parallel
 through JAX's own runtime: start the same command on each with
@@ -130,6 +131,11 @@ def main(argv):
   try:
     report = pipeline.run(cfg, FLAGS.workdir, overwrite=FLAGS.overwrite,
                           flags_text=FLAGS.flags_into_string())
+  except KeyboardInterrupt:  # Ctrl-C: the lock is released, no traceback
+    print(f"interrupted: the run in {FLAGS.workdir} stopped; run the same "
+          "command again to resume it from its last checkpoint",
+          file=sys.stderr)
+    return 130
   except Exception as error:  # pylint: disable=broad-except
     # Else the other processes would wait for this one.
     parallel.end_if_failed_alone(error, brief=isinstance(

@@ -8,6 +8,7 @@
   stopping.py  EarlyStopping, a value
   loop.py      `fit(cfg, workdir)`: prepare -> init or restore -> epochs
                (run, validate, checkpoint) -> finish
+  runlock.py   one run per folder: the lock file a run holds there
 
 The run folder's files are `emu.workdir`'s; whole-signal inference is
 `emu.stream.make_predict`. The names below stay importable as

@@ -1,6 +1,9 @@
 """Training data: the Dataset a Config names and the batches of one epoch."""
 
 import dataclasses
+import glob
+import hashlib
+import os
 
 import jax
 import numpy as np
@@ -40,6 +43,37 @@ def build_dataset(cfg: config_lib.Config) -> data_lib.Dataset:
     train = data_lib.Pair(dataset.train.input[:n], dataset.train.target[:n])
     dataset = dataclasses.replace(dataset, train=train)
   return dataset
+
+
+def input_files(cfg: config_lib.Config) -> list:
+  """The files `build_dataset(cfg)` reads: the pair or the manifest and
+  each recording it lists, and val2's voice clips (a glob expanded)."""
+  paths = [cfg.train_input, cfg.train_target] if cfg.dataset == "files" else []
+  if cfg.dataset == "files" and cfg.train_manifest:
+    manifest = data_lib.read_manifest(cfg.train_manifest)
+    paths = [cfg.train_manifest] + [
+        path for part in ("recordings", "validation")
+        for entry in manifest[part] for path in entry[:2]]
+  for pattern in cfg.val2_files:
+    paths += (sorted(glob.glob(pattern)) if glob.has_magic(pattern)
+              else [pattern])
+  return paths
+
+
+def input_fingerprints(cfg: config_lib.Config) -> dict:
+  """{path: {'size': bytes, 'sha256': hex}} of each of cfg's `input_files`
+  there is (a missing one is build_dataset's error to report): what a run
+  folder records (`emu.workdir.INPUTS`) to tell a changed file."""
+  out = {}
+  for path in input_files(cfg):
+    if os.path.isfile(path) and path not in out:
+      digest = hashlib.sha256()
+      with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+          digest.update(block)
+      out[path] = {"size": os.path.getsize(path),
+                   "sha256": digest.hexdigest()}
+  return out
 
 
 def epoch_batches(cfg: config_lib.Config, pair: data_lib.Pair, key):

@@ -34,6 +34,7 @@ from emu.train import batches
 from emu.train import outcome
 from emu.train import parallel
 from emu.train import plan as plan_lib
+from emu.train import runlock
 from emu.train import step as step_lib
 from emu.train.stopping import EarlyStopping  # pylint: disable=g-importing-member
 
@@ -100,17 +101,30 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
     FitResult with the best parameters (by val1 ESR) and the history.
 
   Raises:
-    ValueError (before anything is written) for a bad input: WorkdirConflict,
-    WorkdirError, DataError, an unknown loss, effect or model, a size
-    below 1. TrainingFailed when training diverged before any epoch gave a
-    finite val1 ESR, or ended no better than the first weights with an ESR
-    >= 1 (worse than silence): `emu.train.outcome`.
+    ValueError (before anything is written) for a bad input: WorkdirConflict
+    (another config, or changed input files), WorkdirBusy (another process
+    runs there: `emu.train.runlock`), WorkdirError, DataError, an unknown
+    loss, effect or model, a size below 1. TrainingFailed when training
+    diverged before any epoch gave a finite val1 ESR, or ended no better
+    than the first weights with an ESR >= 1 (worse than silence):
+    `emu.train.outcome`; workdir records it (`emu.workdir.FAILED`).
   """
-  plan = plan_lib.make_plan(cfg, workdir, overwrite, dataset)
-  fresh = _fresh_loop(plan)
-  _start(plan, overwrite)
-  if on_start is not None:
-    parallel.on_process_zero(on_start)
+  with runlock.held(workdir):
+    plan = plan_lib.make_plan(cfg, workdir, overwrite, dataset)
+    fresh = _fresh_loop(plan)
+    _start(plan, overwrite)
+    if on_start is not None:
+      parallel.on_process_zero(on_start)
+    try:
+      return _train(plan, fresh, stop_after_epochs, stop_after_seconds)
+    except outcome.TrainingFailed as failed:  # no model: apply refuses it
+      workdir_lib.record_failure(workdir, str(failed))
+      raise
+
+
+def _train(plan, fresh, stop_after_epochs, stop_after_seconds):
+  """Init or restore, the epochs until a stop reason, finish."""
+  cfg = plan.cfg
   loop = _init_or_restore(plan, fresh)
   loop.stop_after_s = stop_after_seconds
   while True:
@@ -158,7 +172,7 @@ def _start(plan: plan_lib.Plan, overwrite: bool):
   """config.json and dataset.json: the first writes of a checked run."""
   channels = plan_lib.channels_of(plan.dataset.train.input)
   def start():
-    workdir_lib.prepare(plan.cfg, plan.workdir, overwrite)
+    workdir_lib.prepare(plan.cfg, plan.workdir, overwrite, plan.inputs)
     workdir_lib.write_dataset_info(plan.workdir, plan.dataset, channels)
   parallel.on_process_zero(start)
 

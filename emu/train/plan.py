@@ -2,12 +2,13 @@
 
 `make_plan(cfg, workdir, overwrite, dataset)` reads the data, builds the
 model, its optimiser and jitted train step, decides how the devices share
-the work and checks the workdir (`emu.train.loop.fit`'s first phase): a
-refused run leaves its workdir as it was.
+the work and checks the workdir, the input files' fingerprints included
+(`emu.train.loop.fit`'s first phase): a refused run leaves its workdir as
+it was.
 """
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from absl import logging
 import jax
@@ -41,6 +42,9 @@ class Plan:
   split_members: bool
   sync_steps: bool
   checkpoints: workdir_lib.Checkpoints
+  # The input files' sizes and sha256 (`batches.input_fingerprints`;
+  # None for a Dataset given, not read from files): workdir's INPUTS.
+  inputs: Optional[dict] = None
 
   @property
   def place_state(self):
@@ -75,8 +79,10 @@ def make_plan(cfg, workdir, overwrite, dataset) -> Plan:
 
   def check_workdir():
     workdir_lib.check_writable(workdir)
-    workdir_lib.check_resumable(cfg, workdir, overwrite)
-  parallel.on_process_zero(check_workdir)
+    inputs = None if dataset else batches.input_fingerprints(cfg)
+    workdir_lib.check_resumable(cfg, workdir, overwrite, inputs)
+    return inputs
+  inputs = parallel.on_process_zero(check_workdir)
   loss_fn = losses.combined(cfg.loss)
   dataset = dataset or batches.build_dataset(cfg)
   channels = channels_of(dataset.train.input)
@@ -118,7 +124,7 @@ def make_plan(cfg, workdir, overwrite, dataset) -> Plan:
       to_full=to_full, init_state=init_state, mesh=mesh,
       split_members=split_members,
       sync_steps=parallel.sync_each_step(mesh, split_members),
-      checkpoints=workdir_lib.Checkpoints(workdir))
+      checkpoints=workdir_lib.Checkpoints(workdir), inputs=inputs)
 
 
 def state_initializer(cfg, model, tx, channels):

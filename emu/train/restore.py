@@ -19,13 +19,15 @@ from emu.train.stopping import EarlyStopping  # pylint: disable=g-importing-memb
 
 
 def load_params(workdir: str, which: str = "best"):
-  """(model, params, config) of a finished or running run in workdir.
+  """(model, params, config) of a finished or running run in workdir;
+  FailedRun if its training failed (`emu.workdir.FAILED`).
 
   which: 'best' (the parameters with the lowest val1 ESR) or 'last' (those
   of the last checkpointed epoch).
   """
   if which not in ("best", "last"):
     raise ValueError(f"unknown checkpoint {which!r}; choose best or last")
+  workdir_lib.check_not_failed(workdir)  # FailedRun: no model worth playing
   cfg = workdir_lib.read_config(workdir)
   info = workdir_lib.dataset_info(workdir)
   channels = info.get("channels", 1)
