@@ -10,7 +10,7 @@ DIR)`) holds:
                     (DATA_REPORT)
   metrics.jsonl     one line per epoch (METRICS)
   checkpoints/      orbax checkpoints 'best' (params) and 'last' (the whole
-                    training state) (CHECKPOINTS)
+                    training state) (CHECKPOINTS; emu.train.checkpoints)
   report.json       every metric of the evaluation (REPORT)
   report.html, listening_test.html   pages to read and listen (REPORT_HTML,
                     LISTENING_TEST)
@@ -26,8 +26,8 @@ Every other module names these files through `path(workdir, NAME)` and reads
 or writes them through the helpers here.
 
 In a multi-host run (`jax.distributed`) only process 0 writes the run folder
-(`writes_here`): this module's writers, checkpoints included, do nothing on
-the others, which compute in lockstep and need not see the folder at all.
+(`writes_here`): this module's writers (and emu.train.checkpoints) do
+nothing on the others, which compute in lockstep and need not see the folder at all.
 """
 
 import contextlib
@@ -41,8 +41,6 @@ from absl import logging
 
 from emu import config as config_lib
 
-# jax and orbax are imported where checkpoints are read or written, so that
-# tools that only read a run's JSON files (report pages, ratings) start fast.
 
 CONFIG = "config.json"
 FLAGS = "flags.txt"
@@ -125,7 +123,7 @@ def check_writable(workdir: str):
 
 
 @contextlib.contextmanager
-def _writing(target: str):
+def writing(target: str):
   """Turns a failed write of `target` (a full disk, permissions) into one
   WorkdirError naming --workdir; the temporary files of atomic writes are
   removed, so what was there before stays as it was."""
@@ -148,8 +146,8 @@ def _writing(target: str):
 
 def _write_atomic(final: str, text: str):
   """final's new contents: a temporary file, then a rename, so a failed
-  write (`_writing`) leaves the old file whole."""
-  with _writing(final):
+  write (`writing`) leaves the old file whole."""
+  with writing(final):
     with open(final + ".tmp", "w") as f:
       f.write(text)
     os.replace(final + ".tmp", final)
@@ -238,7 +236,7 @@ def prepare(cfg: config_lib.Config, workdir: str, overwrite: bool,
     return
   check_writable(workdir)
   replace = check_resumable(cfg, workdir, overwrite, inputs)
-  with _writing(workdir):
+  with writing(workdir):
     os.makedirs(workdir, exist_ok=True)
   if replace:
     logging.warning("overwriting the run in %s", workdir)
@@ -281,7 +279,7 @@ def adopt_run(source: str, workdir: str):
   candidate), replacing those files of workdir's. On process 0."""
   if not writes_here():
     return
-  with _writing(workdir):
+  with writing(workdir):
     os.makedirs(workdir, exist_ok=True)
     for name in (CONFIG, INPUTS) + _TRAINING_FILES:
       origin, target = path(source, name), path(workdir, name)
@@ -323,7 +321,7 @@ def append_history(workdir: str, row):
   metrics_path = path(workdir, METRICS)
   size = (os.path.getsize(metrics_path) if os.path.exists(metrics_path)
           else None)
-  with _writing(metrics_path):
+  with writing(metrics_path):
     try:
       with open(metrics_path, "a") as f:
         f.write(json.dumps(row) + "\n")
@@ -349,108 +347,3 @@ def dataset_info(workdir: str) -> dict:
 def sample_rate_of(workdir: str) -> int:
   """The sample rate (Hz) a run in workdir was trained at."""
   return int(dataset_info(workdir)["sample_rate"])
-
-
-def _orbax_record(record) -> bool:
-  return "/orbax/" not in record.pathname or record.levelno >= 30
-
-
-def _quiet_orbax():
-  """Keeps orbax's per-save INFO lines out of the epoch log."""
-  logger = logging.get_absl_logger()
-  if _orbax_record not in logger.filters:
-    logger.addFilter(_orbax_record)
-
-
-class Checkpoints:
-  """best/ and last/ under workdir/checkpoints, replaced atomically.
-
-  A save goes to `<name>.new`, then swaps in, so an interrupted save never
-  loses the previous checkpoint.
-
-  Checkpoints are host-local: orbax runs for this process alone (no barrier
-  with other processes). In a multi-host run only process 0 saves
-  (`writes_here`), arrays it holds whole (`emu.train.parallel.host_local`),
-  and only process 0 restores; the training loop sends what it read to the
-  others.
-  """
-
-  def __init__(self, workdir):
-    _quiet_orbax()
-    self.root = os.path.join(os.path.abspath(workdir), CHECKPOINTS)
-    self._checkpointer = None
-
-  @property
-  def checkpointer(self):
-    """orbax's StandardCheckpointer for this process alone, made at first
-    use (a multi-host run's process index is known by then)."""
-    if self._checkpointer is None:
-      import jax  # pylint: disable=g-import-not-at-top
-      import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-      options = ocp.options.MultiprocessingOptions()
-      if jax.process_count() > 1:
-        me = jax.process_index()
-        options = ocp.options.MultiprocessingOptions(
-            primary_host=me, active_processes={me})
-      self._checkpointer = ocp.StandardCheckpointer(
-          multiprocessing_options=options)
-    return self._checkpointer
-
-  def path(self, name):
-    return os.path.join(self.root, name)
-
-  def save(self, name, tree):
-    """Saves `tree` as checkpoint `name`; on process 0 only (`writes_here`).
-    """
-    if not writes_here():
-      return
-    import jax  # pylint: disable=g-import-not-at-top
-    if jax.process_count() > 1:
-      # orbax refuses jax arrays on one device of a multi-host run (it
-      # takes them for pmap's); this process's copies go as numpy.
-      tree = jax.device_get(tree)
-    final, new, old = (self.path(name) + s for s in ("", ".new", ".old"))
-    shutil.rmtree(new, ignore_errors=True)
-    with _writing(final):
-      try:
-        self.checkpointer.save(new, tree)
-        self.checkpointer.wait_until_finished()
-      except Exception as e:  # orbax may wrap a failed write in its own
-        cause = _os_error_in(e)
-        if cause is None or cause is e:
-          raise
-        raise cause from e
-      if os.path.exists(final):
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(final, old)
-      os.rename(new, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-  def exists(self, name) -> bool:
-    return any(os.path.exists(self.path(name) + s) for s in ("", ".old"))
-
-  def restore(self, name, target):
-    """The checkpoint `name` (or its .old) as `target`'s shapes, every array
-    on this process's first device, whatever devices saved it (a run
-    trained with its members or batch split over 2 devices loads in a
-    one-device process; the training loop places the arrays again)."""
-    import jax  # pylint: disable=g-import-not-at-top
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
-        target)
-    for candidate in (self.path(name), self.path(name) + ".old"):
-      if os.path.exists(candidate):
-        return self.checkpointer.restore(candidate, target)
-    return None
-
-
-def _os_error_in(error: BaseException):
-  """The OSError among `error`'s causes and contexts, or None."""
-  seen = set()
-  while error is not None and id(error) not in seen:
-    if isinstance(error, OSError):
-      return error
-    seen.add(id(error))
-    error = error.__cause__ or error.__context__
-  return None

@@ -20,6 +20,7 @@ from emu import models
 from emu import pipeline
 from emu import train
 from emu import workdir as workdir_lib
+from emu.train import checkpoints as checkpoints_lib
 from emu.train import restore
 from emu.data import latency as latency_lib
 from emu.train import outcome
@@ -323,7 +324,7 @@ def test_a_full_disk_is_one_message_and_loses_nothing(run_copy, data,
 def test_a_full_disk_during_a_checkpoint_keeps_the_old_one(
     run_copy, monkeypatch, wrapped):
   before = _hashes(run_copy)
-  checkpoints = workdir_lib.Checkpoints(str(run_copy))
+  checkpoints = checkpoints_lib.Checkpoints(str(run_copy))
   model, params, _ = restore.load_params(str(run_copy))
 
   def full_save(path, tree):

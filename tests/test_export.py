@@ -20,7 +20,7 @@ import pytest
 from emu import config as config_lib
 from emu.plugins import export
 from emu import models
-from emu import workdir as workdir_lib
+from emu.train import checkpoints as checkpoints_lib
 from emu.models import ensemble as ensemble_lib
 
 HIDDEN = 6
@@ -347,7 +347,7 @@ def test_export_workdir_writes_the_trained_params(tmp_path):
   with open(os.path.join(workdir, "dataset.json"), "w") as f:
     json.dump({"name": "x", "sample_rate": 96000, "train_samples": 1}, f)
   model, params = _model("lstm")
-  checkpoints = workdir_lib.Checkpoints(workdir)
+  checkpoints = checkpoints_lib.Checkpoints(workdir)
   checkpoints.save("best", {"params": params})
   out = str(tmp_path / "model.nam")
   # When it is exported

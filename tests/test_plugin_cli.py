@@ -18,7 +18,7 @@ from emu import apply
 from emu import config as config_lib
 from emu.plugins import export
 from emu import models
-from emu import workdir as workdir_lib
+from emu.train import checkpoints as checkpoints_lib
 from test_export import _random_params
 
 RATE = 16000
@@ -36,7 +36,7 @@ def _workdir(tmp_path, model_name, inputs=1, **kwargs):
                "channels": inputs}, f)
   model = models.create(model_name, **kwargs)
   params = _random_params(model, channels=inputs)
-  workdir_lib.Checkpoints(workdir).save("best", {"params": params})
+  checkpoints_lib.Checkpoints(workdir).save("best", {"params": params})
   with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
     f.write(json.dumps({"epoch": 1, "val1_esr": 0.02}) + "\n")
   return workdir

@@ -17,6 +17,7 @@ from emu import models
 from emu.report import run_page
 from emu.report import speed
 from emu import workdir as workdir_lib
+from emu.train import checkpoints as checkpoints_lib
 
 RATE = 8000
 
@@ -98,7 +99,7 @@ def test_a_run_folder_report_streams_in_a_child_and_labels_levels(tmp_path):
   workdir_lib.write_dataset_info(workdir, dataset, channels=1)
   model = models.build_model(cfg)
   params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 1)))
-  workdir_lib.Checkpoints(workdir).save("best", {"params": params})
+  checkpoints_lib.Checkpoints(workdir).save("best", {"params": params})
   # when it is evaluated,
   evaluate.evaluate(model, params, dataset, workdir, cfg=cfg,
                     stream_blocks=(64,))

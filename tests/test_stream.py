@@ -174,6 +174,7 @@ def saved_run(tmp_path_factory):
   emu.train.fit leaves one (no training: only what load_params reads)."""
   from emu import config as config_lib  # pylint: disable=g-import-not-at-top
   from emu import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from emu.train import checkpoints as checkpoints_lib
   workdir = str(tmp_path_factory.mktemp("saved_run"))
   cfg = config_lib.Config(model="lstm", model_kwargs={"hidden_size": 4})
   workdir_lib.prepare(cfg, workdir, overwrite=False)
@@ -182,7 +183,7 @@ def saved_run(tmp_path_factory):
       "channels": 1})
   model = models.build_model(cfg)
   params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 1)))
-  workdir_lib.Checkpoints(workdir).save("best", {"params": params})
+  checkpoints_lib.Checkpoints(workdir).save("best", {"params": params})
   return workdir, model, params
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from emu import cli
 from emu import stream
 from emu import workdir as workdir_lib
+from emu.train import checkpoints as checkpoints_lib
 from emu.train import restore
 
 
@@ -217,7 +218,7 @@ def _can_load(workdir) -> bool:
   dataset facts and best checkpoint)."""
   return (all(os.path.exists(workdir_lib.path(workdir, name))
               for name in (workdir_lib.CONFIG, workdir_lib.DATASET)) and
-          workdir_lib.Checkpoints(workdir).exists("best"))
+          checkpoints_lib.Checkpoints(workdir).exists("best"))
 
 
 def streaming_speed(model, params, workdir, block_sizes, sample_rate,

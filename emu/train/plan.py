@@ -21,6 +21,7 @@ from emu import losses
 from emu import models
 from emu import stream
 from emu import workdir as workdir_lib
+from emu.train import checkpoints as checkpoints_lib
 from emu.models import data_init
 from emu.train import batches
 from emu.train import parallel
@@ -41,7 +42,7 @@ class Plan:
   mesh: jax.sharding.Mesh
   split_members: bool
   sync_steps: bool
-  checkpoints: workdir_lib.Checkpoints
+  checkpoints: checkpoints_lib.Checkpoints
   # The input files' sizes and sha256 (`batches.input_fingerprints`;
   # None for a Dataset given, not read from files): workdir's INPUTS.
   inputs: Optional[dict] = None
@@ -124,7 +125,7 @@ def make_plan(cfg, workdir, overwrite, dataset) -> Plan:
       to_full=to_full, init_state=init_state, mesh=mesh,
       split_members=split_members,
       sync_steps=parallel.sync_each_step(mesh, split_members),
-      checkpoints=workdir_lib.Checkpoints(workdir), inputs=inputs)
+      checkpoints=checkpoints_lib.Checkpoints(workdir), inputs=inputs)
 
 
 def state_initializer(cfg, model, tx, channels):

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from emu import config as config_lib
 from emu import models
 from emu import workdir as workdir_lib
+from emu.train import checkpoints as checkpoints_lib
 from emu.train import loop as loop_lib
 from emu.train import plan as plan_lib
 from emu.train import step as step_lib
@@ -34,7 +35,7 @@ def load_params(workdir: str, which: str = "best"):
   model = models.build_model(cfg, channels, info.get("sample_rate"))
   params = jax.eval_shape(model.init, jax.random.PRNGKey(0),
                           jnp.zeros((1, 256, channels), jnp.float32))
-  checkpoints = workdir_lib.Checkpoints(workdir)
+  checkpoints = checkpoints_lib.Checkpoints(workdir)
   if which == "best":
     restored = checkpoints.restore("best", {"params": params})
     restored = restored and restored["params"]
@@ -48,7 +49,7 @@ def load_params(workdir: str, which: str = "best"):
 
 
 def restore_last_params(cfg: config_lib.Config,
-                        checkpoints: workdir_lib.Checkpoints, channels: int,
+                        checkpoints: checkpoints_lib.Checkpoints, channels: int,
                         sample_rate=None):
   """The parameters of the 'last' checkpoint, which holds the whole training
   state, as the full model takes them; None if there is none."""
