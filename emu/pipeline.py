@@ -88,7 +88,9 @@ def _before_training(cfg, workdir, overwrite):
   if cfg.dataset != "files" or cfg.train_manifest:
     return None  # a manifest's recordings: load_pair checks each
   # Levels, latency and the device's repeatability, before any training.
-  return datareport.report_files(cfg.train_input, cfg.train_target)
+  return datareport.report_files(
+      cfg.train_input, cfg.train_target, max_latency_ms=cfg.max_latency_ms,
+      compensate_latency=cfg.compensate_latency or cfg.layout == "nam")
 
 
 def parameter_count(cfg: config_lib.Config) -> int:
