@@ -21,6 +21,7 @@ from emu import models
 from emu.report import run_page
 from emu import train
 from emu import workdir as workdir_lib
+from emu.train import outcome
 from emu.train import plan as train_plan
 from emu.train import parallel
 
@@ -34,7 +35,9 @@ def run(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
   run of another config is refused, WorkdirConflict, unless overwrite; an
   unknown loss, effect or model, a bad file, a size below 1: ValueError),
   so a refused run leaves workdir as it was. A run that learned nothing
-  raises `emu.train.outcome.TrainingFailed` and writes no report.
+  raises `emu.train.outcome.TrainingFailed` and writes no report; a
+  capture whose val1 ESR ends above NAM's "something went wrong" writes
+  its report, then raises `emu.train.outcome.CaptureFailed` with the cause.
   flags_text: the command line, saved as flags.txt.
 
   Over several processes (`jax.distributed`) every process trains in
@@ -72,6 +75,10 @@ def run(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
       history=result.history, train_info=info,
       stream_blocks=cfg.stream_blocks)
   logging.info("report: %s", run_page.write_report_html(workdir))
+  failed = outcome.capture_failure(cfg, workdir, report, files_report,
+                                   result.history)
+  if failed:
+    raise failed
   return report
 
 

@@ -100,7 +100,7 @@ def _bench(tmp_path, *flags, timeout=600):
   """capture_bench.py's CompletedProcess; on a timeout its whole process
   group (the trainers too) is killed."""
   with subprocess.Popen(
-      [sys.executable, "benchmarks/capture_bench.py", "--seconds=10",
+      [sys.executable, "benchmarks/capture_bench.py", "--seconds=12.6",
        f"--workdir={tmp_path}", *flags], cwd=ROOT, stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, text=True, start_new_session=True,
       env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)) as proc:

@@ -45,15 +45,16 @@ import soundfile as sf
 
 from emu import cli
 from emu import signals
-# The sidecar's name and format live with the reader training uses.
-from emu.data.files import LAYOUT_FORMAT  # pylint: disable=g-importing-member
-from emu.data.files import layout_path  # pylint: disable=g-importing-member
-from emu.data.files import read_layout  # pylint: disable=g-importing-member
-from emu.data.files import VAL_FRACTION  # pylint: disable=g-importing-member
+from emu.data import files as files_lib
 
 FLAGS = flags.FLAGS
 
+# The sidecar's name and format live with the reader training uses.
+LAYOUT_FORMAT = files_lib.LAYOUT_FORMAT
 LAYOUT_VERSION = 1
+layout_path = files_lib.layout_path
+read_layout = files_lib.read_layout
+VAL_FRACTION = files_lib.VAL_FRACTION
 # The played part's notes: fundamentals (Hz), decay times (s), lengths (s).
 NOTE_HZ = (60.0, 1200.0)
 NOTE_DECAY_S = (0.08, 1.2)

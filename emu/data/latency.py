@@ -15,6 +15,10 @@ MAX_LATENCY_MS = config_lib.Config.max_latency_ms
 # (NAM's trigger, -70 dBFS: `emu.data.nam_layout.ABS_THRESHOLD`).
 BLIP_NOISE_FACTOR = 2.0
 BLIP_MIN_RISE = 3e-4
+# ... and reaches BLIP_EVENT_RATIO times that level within BLIP_EVENT
+# samples (a noise spike does not).
+BLIP_EVENT_RATIO = 4.0
+BLIP_EVENT = 64
 # The reason `latency_or_reason` gives for an input it cannot time at all;
 # every other reason means the target does not follow the input as
 # searched (unrelated, or lagging further than the search).
@@ -148,10 +152,23 @@ def first_answer(y, blip):
   if not len(head):
     return None
   base = float(np.median(head))
+  size = np.abs(y[blip - lead:] - base)
   noise = float(np.max(np.abs(head - base)))
   threshold = max(BLIP_NOISE_FACTOR * noise, noise + BLIP_MIN_RISE)
-  above = np.nonzero(np.abs(y[blip - lead:] - base) > threshold)[0]
-  return int(above[0]) - lead if len(above) else None
+  at = 0
+  for _ in range(64):
+    above = np.nonzero(size[at:] > threshold)[0]
+    if not len(above):
+      return None
+    at += int(above[0])
+    # An answer stands BLIP_EVENT_RATIO above the threshold within
+    # BLIP_EVENT samples; a lone noise spike (noise that starts after a
+    # digitally silent head) raises the threshold instead.
+    peak = float(np.max(size[at:at + BLIP_EVENT]))
+    if peak >= BLIP_EVENT_RATIO * threshold:
+      return at - lead
+    threshold = BLIP_NOISE_FACTOR * peak
+  return None
 
 
 def find_latency(x, y, max_lag, blip=None):
