@@ -6,9 +6,11 @@
   print(format_report(report))
 
 reports the duration and sample rate; peak and RMS level (dBFS) and clipped
-samples of each side; the latency of the target (samples and ms, from
-`emu.data.estimate_latency`, and from the blips when the input is emu's
-test signal); the device's noise floor in the test signal's silences; and,
+samples of each side; the latency of the target (samples and ms, as
+training finds it, `emu.data.latency.find_latency`: from the first blip,
+at any lag, when the input is emu's test signal, else by correlation
+within `max_latency_ms`; and at each blip, so clock drift shows); the
+device's noise floor in the test signal's silences; and,
 when the input plays a segment twice, the device's repeatability: the ESR
 between the two recorded repetitions. A model predicts one deterministic
 output, so against a target that carries independent noise n its ESR cannot

@@ -2,7 +2,8 @@
 
 `load_voice` joins voice clips into one mono validation signal;
 `load_pair` reads a user's recorded (input, target) pair and checks it,
-each problem a `DataError` that names the fix, and `files_dataset` splits
+each problem a `DataError` that names the fix (the input's test-signal
+sidecar, `read_layout`, times it by its first blip), and `files_dataset` splits
 that pair into train and val1 (a NAM reamp pair, read by NAM's layout, is
 `emu.data.nam_layout`'s).
 
