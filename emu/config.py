@@ -70,6 +70,11 @@ class Config:
   compensate_latency: bool = _field(
       False, "Shift a target that lags its input into line instead of "
       "refusing the pair (dataset 'files').")
+  max_latency_ms: float = _field(
+      3000.0, "How far the correlation looks for the target's lag or lead, "
+      "ms (a DAW's re-amp round trip takes seconds); a pair it cannot time "
+      "is refused. emu's test signal is timed by its first blip at any lag. "
+      "0: no search, the pair is read as it is (dataset 'files').")
   channel: int = _field(
       -1, "Which channel of multi-channel WAVs dataset 'files' trains on "
       "(0 = the first); -1: the files must be mono.")
@@ -203,6 +208,7 @@ class Config:
           f"{type(self).__dataclass_fields__['learning_rate'].default:g} is "
           "the default)")
     for name in ("warmup", "tbptt", "patience", "time_budget_s", "gain_db",
+                 "max_latency_ms",
                  "audition_s",
                  "checkpoint_every_s",
                  "train_seconds", "grad_clip", "min_delta"):

@@ -38,7 +38,9 @@ def run(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
   run of another config is refused, WorkdirConflict, unless overwrite; an
   unknown loss, effect or model, a bad file, a size below 1: ValueError),
   so a refused run leaves workdir as it was. A run that learned nothing
-  raises `emu.train.outcome.TrainingFailed` and writes no report.
+  raises `emu.train.outcome.TrainingFailed` and writes no report; a
+  capture whose val1 ESR ends above NAM's "something went wrong" writes
+  its report, then raises `emu.train.outcome.CaptureFailed` with the cause.
   flags_text: the command line, saved as flags.txt.
 
   Over several processes (`jax.distributed`) every process trains in
@@ -93,6 +95,11 @@ def _run(cfg, workdir, overwrite, flags_text, dataset):
       history=result.history, train_info=info,
       stream_blocks=cfg.stream_blocks)
   logging.info("report: %s", run_page.write_report_html(workdir))
+  failed = outcome.capture_failure(cfg, workdir, report, files_report,
+                                   result.history)
+  if failed:  # the report stays to read; apply and export refuse the model
+    workdir_lib.record_failure(workdir, str(failed))
+    raise failed
   return report
 
 
@@ -127,7 +134,10 @@ def _before_training(cfg, workdir, overwrite, dataset):
   if cfg.dataset != "files" or cfg.train_manifest:
     return None, replace  # a manifest's recordings: load_pair checks each
   # Levels, latency and the device's repeatability, before any training.
-  return datareport.report_files(cfg.train_input, cfg.train_target), replace
+  return datareport.report_files(
+      cfg.train_input, cfg.train_target, max_latency_ms=cfg.max_latency_ms,
+      compensate_latency=cfg.compensate_latency or cfg.layout == "nam"
+  ), replace
 
 
 def parameter_count(cfg: config_lib.Config) -> int:

@@ -14,7 +14,7 @@ from emu import effects
 from emu.capture import testsignal
 
 RATE = 48000
-SECONDS = 5.0
+SECONDS = testsignal.MIN_SECONDS
 DELAY = 5  # samples
 NOISE = 1e-3  # RMS of the device's own noise, -60 dBFS
 

@@ -12,6 +12,7 @@ import soundfile as sf
 
 from benchmarks import capture
 from benchmarks import devices
+from emu.capture import testsignal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RATE = 44100
@@ -86,7 +87,7 @@ def test_given_no_package_when_material_loads_then_error_names_it(
 def test_given_a_device_when_recorded_then_input_and_recording_align(
     tmp_path):
   dev = devices.device("emu_compressor")
-  rec = capture.record(dev, RATE, 6.0, str(tmp_path))
+  rec = capture.record(dev, RATE, testsignal.MIN_SECONDS, str(tmp_path))
   x, y = capture.read(rec)
   assert os.path.exists(tmp_path / "input.layout.json")
   assert sf.info(rec.target).subtype == "PCM_24"
@@ -100,7 +101,7 @@ def _bench(tmp_path, *flags, timeout=600):
   """capture_bench.py's CompletedProcess; on a timeout its whole process
   group (the trainers too) is killed."""
   with subprocess.Popen(
-      [sys.executable, "benchmarks/capture_bench.py", "--seconds=10",
+      [sys.executable, "benchmarks/capture_bench.py", "--seconds=12.6",
        f"--workdir={tmp_path}", *flags], cwd=ROOT, stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, text=True, start_new_session=True,
       env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)) as proc:

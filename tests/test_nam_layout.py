@@ -309,7 +309,10 @@ TINY = ("--dataset=files", "--layout=nam", "--model=lstm", "--hidden_size=4",
 def test_nam_reamp_trains_from_the_command_line(reamp, tmp_path):
   result = _run(*TINY, f"--train_input={reamp['input']}",
                 f"--train_target={reamp['good']}", f"--workdir={tmp_path}")
-  assert result.returncode == 0, result.stderr[-3000:]
+  # Two epochs of LSTM-4 may end above ESR 0.3: a failed capture, exit 2,
+  # its report kept (emu.train.outcome.CaptureFailed).
+  assert result.returncode == 0 or "is above 0.3" in result.stderr, (
+      result.stderr[-3000:])
   assert "latency 36 samples" in result.stderr
   report = json.loads((tmp_path / "report.json").read_text())
   assert report["sample_rate"] == 48_000 and report["epochs"] == 2

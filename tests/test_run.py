@@ -222,7 +222,7 @@ def device_recording(tmp_path_factory):
   from emu.capture import testsignal  # pylint: disable=g-import-not-at-top
   folder = tmp_path_factory.mktemp("device")
   rate = 48000
-  testsignal.write(str(folder / "input.wav"), sample_rate=rate, seconds=8.0,
+  testsignal.write(str(folder / "input.wav"), sample_rate=rate, seconds=testsignal.MIN_SECONDS,
                    subtype="FLOAT")
   x, _ = sf.read(folder / "input.wav", dtype="float32")
   y = np.asarray(effects.highpass(x, 440.0, rate))

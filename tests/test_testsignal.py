@@ -11,7 +11,7 @@ import soundfile as sf
 
 from emu.capture import testsignal
 
-SECONDS = 5.0  # the shortest useful signal is MIN_SECONDS (4.5 s)
+SECONDS = testsignal.MIN_SECONDS  # the shortest it makes
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +71,26 @@ def test_same_seed_same_signal_other_seed_other_noise(made):
   assert not np.array_equal(audio, other)
 
 
-def test_too_short_is_refused():
+def test_too_short_is_refused(tmp_path):
   with pytest.raises(ValueError, match="at least"):
     testsignal.make(48000, 2.0)
+  # Given 6 s, val1 (the last tenth) would hold only the end blip and
+  # silence: refused before anything is written, naming the minimum.
+  path = str(tmp_path / "short.wav")
+  with pytest.raises(ValueError, match=r"--seconds=6: .* val1.* pass "
+                     r"--seconds=12\.6 or more"):
+    testsignal.write(path, 48000, 6.0)
+  assert not os.listdir(tmp_path)
+
+
+def test_val1_holds_played_audio(made):
+  # The last tenth of the shortest signal holds MIN_VAL1_PLAYED_SECONDS of
+  # the played part, which the recording's val1 is scored on.
+  audio, layout = made[44100]
+  start = int(len(audio) * (1 - 0.1))
+  played = next(s for s in layout["segments"] if s["kind"] == "played")
+  assert (played["end"] - start) / 44100 >= testsignal.MIN_VAL1_PLAYED_SECONDS
+  assert np.max(np.abs(audio[start:played["end"]])) > 0.01
 
 
 def test_cli_writes_wav_and_sidecar_and_refuses_to_overwrite(tmp_path):

@@ -6,9 +6,11 @@
   print(format_report(report))
 
 reports the duration and sample rate; peak and RMS level (dBFS) and clipped
-samples of each side; the latency of the target (samples and ms, from
-`emu.data.estimate_latency`, and from the blips when the input is emu's
-test signal); the device's noise floor in the test signal's silences; and,
+samples of each side; the latency of the target (samples and ms, as
+training finds it, `emu.data.latency.find_latency`: from the first blip,
+at any lag, when the input is emu's test signal, else by correlation
+within `max_latency_ms`; and at each blip, so clock drift shows); the
+device's noise floor in the test signal's silences; and,
 when the input plays a segment twice, the device's repeatability: the ESR
 between the two recorded repetitions. A model predicts one deterministic
 output, so against a target that carries independent noise n its ESR cannot
@@ -47,7 +49,6 @@ from emu.data import files as files_lib
 from emu.data import latency as latency_lib
 from emu.data import nam_layout
 
-MAX_LATENCY_MS = 50.0
 # Below this peak level (dBFS) a side is too quiet to train on well.
 QUIET_PEAK_DBFS = -30.0
 
@@ -81,18 +82,45 @@ def _read_mono(path, channel, warnings_):
   return audio[:, 0], rate
 
 
-def _blip_latency(y, position, max_lag):
-  """Latency (samples) of the target's answer to a blip at `position`.
-
-  The onset where |y| first reaches a tenth of its largest value within
-  max_lag after the blip, as `emu.data.estimate_latency` reads an impulse
-  response; None when the target is silent there.
-  """
-  window = np.abs(np.asarray(y[position:position + max_lag + 1], np.float64))
+def _onset(y, start, stop):
+  """Where in y[start:stop] an answer to a blip starts (samples from
+  start): the first sample at a tenth of the window's peak, as
+  `emu.data.estimate_latency` reads an impulse response; None when the
+  window is silent or lies past the recording's end."""
+  window = np.abs(np.asarray(y[max(start, 0):max(stop, 0)], np.float64))
   if len(window) == 0 or window.max() <= data_lib.SILENCE_PEAK:
     return None
-  onset = np.nonzero(window >= 0.1 * window.max())[0]
-  return int(onset[0])
+  return int(np.nonzero(window >= 0.1 * window.max())[0][0])
+
+
+# How far a later blip's answer may drift from the first's, seconds.
+BLIP_DRIFT_S = 0.01
+
+
+def _blip_latencies(x, y, blips, first, sample_rate, max_lag):
+  """The latency (samples, or None) of the target's answer to each blip.
+
+  first: the first blip's latency when `find_latency` read it from the
+  blips, else None. Each later blip's answer is looked for within
+  BLIP_DRIFT_S of where the first's latency puts it; without one, within
+  max_lag after the blip, up to the next sound of the input.
+  """
+  out = []
+  drift = int(BLIP_DRIFT_S * sample_rate)
+  for i, position in enumerate(blips):
+    if i == 0 and first is not None:
+      out.append(first)
+      continue
+    if first is not None:
+      start = position + first - drift
+      onset = _onset(y, start, position + first + drift + 1)
+      out.append(None if onset is None else start + onset - position)
+      continue
+    loud = np.nonzero(np.abs(x[position + 1:position + max_lag + 1]) >
+                      data_lib.SILENCE_PEAK)[0]
+    stop = position + 1 + (int(loud[0]) if len(loud) else max_lag)
+    out.append(_onset(y, position, stop))
+  return out
 
 
 def _read_pair(pair_or_paths, sample_rate, layout, channel, warnings_):
@@ -161,42 +189,46 @@ def _level_warnings(name, levels, warnings_):
         "its level (quiet recordings leave the noise floor large)")
 
 
-def _untimed(x, y, max_lag, untimed):
-  """(latency in samples, None), or (None, why there is none): a silent
-  side (the search would return the edge of its range), `untimed`, or a
-  correlation peak that cannot be trusted."""
+def _untimed(x, y, max_lag, untimed, blip):
+  """(latency in samples, how, None), or (None, how, why there is none): a
+  silent side (the search would return the edge of its range), `untimed`,
+  or no answer to the blip and a correlation peak that cannot be trusted."""
   silent = [name for name, a in (("input", x), ("target", y))
             if not np.max(np.abs(a), initial=0.0) > data_lib.SILENCE_PEAK]
   if silent:
-    return None, "silent " + " and ".join(silent)
+    return None, None, "silent " + " and ".join(silent)
   if untimed:
-    return None, untimed
-  if not max_lag:
-    return 0, None
-  return latency_lib.latency_or_reason(x, y, max_lag)
+    return None, None, untimed
+  return latency_lib.find_latency(x, y, max_lag, blip)
 
 
 def _latency(x, y, sample_rate, max_latency_ms, layout, report, warnings_,
-             untimed=None):
+             untimed=None, compensate_latency=False):
   """The target's latency (samples; 0 where it is unknown, so the rest is
   read unshifted); sets report's "latency" and, with a layout,
   "noise_floor_dbfs"."""
   max_lag = min(int(round(max_latency_ms * sample_rate / 1000.0)),
                 max(len(x) - 1, 0))
-  latency, why = _untimed(x, y, max_lag, untimed)
+  blip = files_lib.first_blip(x, sample_rate, layout)
+  latency, how, why = _untimed(x, y, max_lag, untimed, blip)
   if latency is None:
     latency = 0
     report["latency"] = {"samples": None, "ms": None,
                          "max_searched_ms": max_latency_ms,
                          "undefined": why}
-    if not why.startswith("silent"):
+    if why.startswith(latency_lib.NARROWBAND):
       warnings_.append(f"the latency cannot be measured: {why}")
+    elif not why.startswith("silent") and why != untimed:
+      warnings_.append(files_lib.lag_refusal("the target", why,
+                                             max_latency_ms))
   else:
     report["latency"] = {"samples": int(latency),
                          "ms": 1000.0 * latency / sample_rate,
-                         "max_searched_ms": max_latency_ms}
+                         "max_searched_ms": max_latency_ms, "from": how}
   if layout is not None:
-    blips = [_blip_latency(y, p, max_lag) for p in layout.get("blips", [])]
+    blips = _blip_latencies(x, y, layout.get("blips", []),
+                            latency if how == "blips" else None,
+                            sample_rate, max_lag)
     report["latency"]["blips_samples"] = blips
     found = [b for b in blips if b is not None]
     if len(found) >= 2 and max(found) - min(found) > 1:
@@ -212,21 +244,23 @@ def _latency(x, y, sample_rate, max_latency_ms, layout, report, warnings_,
                               for s in silences])
       report["noise_floor_dbfs"] = _db(float(np.sqrt(np.mean(
           quiet.astype(np.float64) ** 2)))) if len(quiet) else None
-  if latency:
+  report["latency"]["compensated"] = bool(latency and compensate_latency)
+  if latency and not compensate_latency:
     fix = ("--layout=nam aligns it by NAM's blips" if layout and
            layout.get("name") == nam_layout.LAYOUT_NAME else
            "align the files, or pass --compensate_latency to run.py "
            "(compensate_latency=True in emu.data.files_dataset), which "
            "shifts the target")
     warnings_.append(
-        f"the target lags the input by {latency} samples "
-        f"({report['latency']['ms']:.2f} ms): {fix}")
+        f"the target {'lags' if latency > 0 else 'leads'} the input by "
+        f"{abs(latency)} samples ({abs(report['latency']['ms']):.2f} ms; a "
+        f"pure delay, which training needs aligned): {fix}")
   return latency
 
 
 def data_report(pair_or_paths, sample_rate=None, repeat=None,
-                layout=None, channel=None,
-                max_latency_ms=MAX_LATENCY_MS) -> dict:
+                layout=None, channel=None, max_latency_ms=None,
+                compensate_latency=False) -> dict:
   """Measures a recorded pair; see the module docstring.
 
   Args:
@@ -239,7 +273,11 @@ def data_report(pair_or_paths, sample_rate=None, repeat=None,
     layout: an `emu.capture.testsignal` layout dict or sidecar path; with paths,
       the input's sidecar is read when present.
     channel: which channel of multi-channel files.
-    max_latency_ms: largest latency searched, ms.
+    max_latency_ms: largest latency the correlation searches, ms (None:
+      `emu.data.latency.MAX_LATENCY_MS`); emu's test signal is timed by
+      its first blip at any lag (`emu.data.latency.find_latency`).
+    compensate_latency: the run shifts the target into line (or NAM's
+      layout does): a latency is reported as compensated, not a warning.
 
   Returns:
     A JSON-safe dict (inf levels as strings): "sample_rate", "seconds",
@@ -256,8 +294,10 @@ def data_report(pair_or_paths, sample_rate=None, repeat=None,
   for name, audio in (("input", x), ("target", y)):
     report[name] = _levels(audio)
     _level_warnings(name, report[name], warnings_)
+  if max_latency_ms is None:
+    max_latency_ms = latency_lib.MAX_LATENCY_MS
   latency = _latency(x, y, sample_rate, max_latency_ms, layout, report,
-                     warnings_, untimed)
+                     warnings_, untimed, compensate_latency)
 
   if repeat is None and layout is not None:
     repeat = layout.get("repeat")
@@ -300,7 +340,9 @@ def format_report(d) -> str:
   lat = d["latency"]
   text = (f"  latency undefined ({lat['undefined']})"
           if lat["samples"] is None else
-          f"  latency {lat['samples']} samples ({lat['ms']:.2f} ms)")
+          f"  latency {lat['samples']} samples ({lat['ms']:.2f} ms, from "
+          f"the {lat.get('from', 'correlation')}"
+          + (", compensated" if lat.get("compensated") else "") + ")")
   if lat.get("blips_samples"):
     text += f"; at the blips {lat['blips_samples']} samples"
   lines.append(text)
@@ -313,14 +355,15 @@ def format_report(d) -> str:
   return "\n".join(lines)
 
 
-def report_files(input_path, target_path, workdir=None, log=True) -> dict:
+def report_files(input_path, target_path, workdir=None, log=True,
+                 **options) -> dict:
   """data_report of two files, logged and, with workdir, saved as
-  workdir/data_report.json.
+  workdir/data_report.json; options: data_report's (max_latency_ms, ...).
 
   `emu.pipeline.run` calls it without workdir before training on files and
   writes the report once every input is checked.
   """
-  report = data_report((input_path, target_path))
+  report = data_report((input_path, target_path), **options)
   if log:
     logging.info("data report\n%s", format_report(report))
   if workdir:

@@ -26,8 +26,10 @@ silences, and its repeatability from the repeated segment. Parts, in order:
   silence_tail   0.5 s   the last response rings out
 
 Levels are peaks in dBFS; every non-silent part fades in and out over
-10 ms. `--seconds` sets the total length: the silences and blips keep their
-lengths and the rest share what is left. Any sample rate works; the sweeps
+10 ms. `--seconds` sets the total length, at least MIN_SECONDS (12.6 s:
+val1, the recording's last tenth, must hold played audio): the silences and
+blips keep their lengths and the rest share what is left. Nothing precedes
+the first blip, so a recording is timed by its answer at any lag. Any sample rate works; the sweeps
 end at min(20 kHz, 0.45 * sample_rate).
 """
 
@@ -43,11 +45,16 @@ import soundfile as sf
 
 from emu import cli
 from emu import signals
+from emu.data import files as files_lib
 
 FLAGS = flags.FLAGS
 
-LAYOUT_FORMAT = "emu-testsignal"
+# The sidecar's name and format live with the reader training uses.
+LAYOUT_FORMAT = files_lib.LAYOUT_FORMAT
 LAYOUT_VERSION = 1
+layout_path = files_lib.layout_path
+read_layout = files_lib.read_layout
+VAL_FRACTION = files_lib.VAL_FRACTION
 # The played part's notes: fundamentals (Hz), decay times (s), lengths (s).
 NOTE_HZ = (60.0, 1200.0)
 NOTE_DECAY_S = (0.08, 1.2)
@@ -89,15 +96,15 @@ def _fixed_seconds():
   return 5 * SILENCE_SECONDS + 2 * BLIP_SECONDS
 
 
-MIN_SECONDS = _fixed_seconds() + 2.0
+# val1 is the recording's last VAL_FRACTION (`emu.data.files_dataset`);
+# past the played part the input holds only the end blip and the tail
+# silence, so val1 must be long enough to hold this much played audio too.
+MIN_VAL1_PLAYED_SECONDS = 0.5
+MIN_SECONDS = math.ceil(10 * (BLIP_SECONDS + SILENCE_SECONDS + FADE_SECONDS
+                              + MIN_VAL1_PLAYED_SECONDS) / VAL_FRACTION) / 10
 # Longer gives training nothing new (NAM's reamp file is 3:10) and costs
 # memory: one float64 copy of 600 s at 192 kHz is 0.9 GB.
 MAX_SECONDS = 600.0
-
-
-def layout_path(wav_path):
-  """The sidecar of a test-signal WAV: input.wav -> input.layout.json."""
-  return os.path.splitext(wav_path)[0] + ".layout.json"
 
 
 def fade(x, sample_rate):
@@ -235,7 +242,8 @@ def make(sample_rate=48000, seconds=DEFAULT_SECONDS, seed=0):
 
   Args:
     sample_rate: Hz (any; 44100, 48000, 96000, ...).
-    seconds: total length, MIN_SECONDS to MAX_SECONDS.
+    seconds: total length, MIN_SECONDS (val1 holds played audio) to
+      MAX_SECONDS.
     seed: seeds the noises (jax.random), so a seed gives the same file.
 
   Returns:
@@ -252,10 +260,14 @@ def make(sample_rate=48000, seconds=DEFAULT_SECONDS, seed=0):
                      "s, the default, is enough for any device)")
   if sample_rate < 8000:
     raise ValueError(f"sample_rate {sample_rate} Hz: use at least 8000")
-  if seconds < MIN_SECONDS:
-    raise ValueError(f"seconds={seconds}: the test signal needs at least "
-                     f"{MIN_SECONDS:.1f} s (silences and blips take "
-                     f"{_fixed_seconds():.1f} s)")
+  if not seconds >= MIN_SECONDS:
+    raise ValueError(
+        f"--seconds={seconds:g}: the test signal needs at least "
+        f"{MIN_SECONDS:g} s, so that val1, its last "
+        f"{100 * VAL_FRACTION:g}%, holds {MIN_VAL1_PLAYED_SECONDS:g} s of "
+        "played audio besides the end blip and the silence around it "
+        f"({BLIP_SECONDS + SILENCE_SECONDS + FADE_SECONDS:g} s): pass "
+        f"--seconds={MIN_SECONDS:g} or more")
   content_samples = int(round(seconds * sample_rate)) - int(
       round(_fixed_seconds() * sample_rate))
   lengths = {name: int(content_samples * share / _SHARE_TOTAL)
@@ -336,19 +348,6 @@ def write(path, sample_rate=48000, seconds=DEFAULT_SECONDS, seed=0,
   layout["subtype"] = subtype
   with open(sidecar, "w") as f:
     json.dump(layout, f, indent=1)
-  return layout
-
-
-def read_layout(path):
-  """The layout from a sidecar, or from a WAV's sidecar; None if absent."""
-  if not path.endswith(".json"):
-    path = layout_path(path)
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    layout = json.load(f)
-  if layout.get("format") != LAYOUT_FORMAT:
-    raise ValueError(f"{path} is not an emu test-signal layout")
   return layout
 
 

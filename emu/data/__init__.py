@@ -18,11 +18,13 @@ One job per module; every public name is re-exported here as `emu.data.X`:
   manifest  knob capture: a JSON manifest of recordings of one device
             at several knob settings (`read_manifest`, `knob_names`) as a
             knob Dataset (`manifest_dataset`), each read by `load_pair`.
-  latency   `estimate_latency`: how far a target lags its input.
+  latency   `estimate_latency` and `find_latency` (by the test signal's
+            first blip, else by correlation): how far a target lags its
+            input.
 
 Imports among them run one way: knobs uses recipes, recipes uses files,
 nam_layout and manifest use files, files uses latency, and all but
-latency use pairs.
+latency use pairs (latency reads its default range from `emu.config`).
 """
 
 # pylint: disable=g-importing-member

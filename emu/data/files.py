@@ -2,7 +2,8 @@
 
 `load_voice` joins voice clips into one mono validation signal;
 `load_pair` reads a user's recorded (input, target) pair and checks it,
-each problem a `DataError` that names the fix, and `files_dataset` splits
+each problem a `DataError` that names the fix (the input's test-signal
+sidecar, `read_layout`, times it by its first blip), and `files_dataset` splits
 that pair into train and val1 (a NAM reamp pair, read by NAM's layout, is
 `emu.data.nam_layout`'s).
 
@@ -13,6 +14,7 @@ voice, so the default glob leaves it out); see
 """
 
 import glob
+import json
 import math
 import os
 import warnings
@@ -99,7 +101,7 @@ def load_voice(paths, sample_rate=44100):
 
 def _pick_channel(audio, path, channel):
   channels = audio.shape[1]
-  if channels == 1:
+  if channels == 1 and channel in (None, 0):
     return audio[:, 0]
   if channel is None:
     raise pairs.DataError(
@@ -107,8 +109,11 @@ def _pick_channel(audio, path, channel):
         f'--channel=0..{channels - 1} (run.py; channel= in Python) or mix '
         f'it down (e.g. sox {path} mono.wav remix 1-{channels})')
   if not 0 <= channel < channels:
-    raise pairs.DataError(f'--channel={channel} but {path} has {channels} '
-                          f'channels: pass --channel=0..{channels - 1}')
+    raise pairs.DataError(
+        f'--channel={channel} but {path} has {channels} channels: pass '
+        f'--channel=0..{channels - 1}' if channels > 1 else
+        f'--channel={channel} but {path} has 1 channel (mono): leave '
+        '--channel out, or pass --channel=0')
   return audio[:, channel]
 
 
@@ -147,16 +152,62 @@ def check_samples(audio, path, sample_rate):
         '(clipped?); a model will learn the clipping too', stacklevel=3)
 
 
+# emu's test signal (`emu.capture.testsignal`) writes its layout beside its
+# WAV: input.wav -> input.layout.json, this format.
+LAYOUT_FORMAT = 'emu-testsignal'
+
+
+def layout_path(wav_path):
+  """The sidecar of a test-signal WAV: input.wav -> input.layout.json."""
+  return os.path.splitext(wav_path)[0] + '.layout.json'
+
+
+def read_layout(path):
+  """The layout from a sidecar, or from a WAV's sidecar; None if absent."""
+  if not path.endswith('.json'):
+    path = layout_path(path)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    layout = json.load(f)
+  if layout.get('format') != LAYOUT_FORMAT:
+    raise ValueError(f'{path} is not an emu test-signal layout')
+  return layout
+
+
+def first_blip(x, sample_rate, layout):
+  """The sample of the layout's first blip when `layout` (a test-signal
+  layout dict, or None) fits x and x is silent before it, else None: the
+  blip `emu.data.latency.find_latency` times a recording by."""
+  if (not layout or not layout.get('blips') or
+      layout.get('sample_rate') != sample_rate or
+      layout.get('samples') != len(x)):
+    return None
+  blip = int(layout['blips'][0])
+  quiet = np.max(np.abs(x[:blip]), initial=0.) <= SILENCE_PEAK
+  return blip if 0 < blip < len(x) and quiet else None
+
+
+def lag_refusal(target_path, why, max_latency_ms):
+  """The one line refusing a pair whose lag cannot be found (`why`)."""
+  return (f'{target_path}: its latency cannot be found ({why}; searched '
+          f'+-{max_latency_ms:g} ms): pass a larger --max_latency_ms to '
+          'search further, check that it is a recording of this input, or '
+          'pass --max_latency_ms=0 to train on the pair as it is')
+
+
 def load_pair(input_path, target_path, channel=None,
-              compensate_latency=False, max_latency_ms=50.):
+              compensate_latency=False, max_latency_ms=None):
   """Loads a user's recorded (input, target) pair and checks it.
 
   Nothing is resampled. Checks, each failing with a `DataError` that names
   the fix: both files readable, equal sample rates, one channel (or
   `channel`), equal lengths, no NaN/inf, not silent, and target aligned
-  with input (see `estimate_latency`; a latency that cannot be measured,
-  `latency_or_reason`, is logged and the pair read as it is). Clipped
-  samples (|x| >= 0.999) only warn (UserWarning).
+  with input: its latency is found (`emu.data.latency.find_latency`: by
+  the first blip when the input is emu's test signal with its sidecar,
+  else by correlation), or the pair is refused naming --max_latency_ms;
+  an input too narrowband to time (a sine) is logged and read as it is.
+  Clipped samples (|x| >= 0.999) only warn (UserWarning).
 
   Args:
     input_path: WAV (or FLAC, ...) of the dry input.
@@ -164,7 +215,8 @@ def load_pair(input_path, target_path, channel=None,
     channel: which channel to use from multi-channel files.
     compensate_latency: if the target lags (or leads), shift it to align
       and trim both to the common part instead of raising.
-    max_latency_ms: largest latency searched, ms; 0 skips the check.
+    max_latency_ms: largest latency the correlation searches, ms (None:
+      `emu.data.latency.MAX_LATENCY_MS`); 0 skips the check.
 
   Returns:
     (Pair, sample_rate in Hz).
@@ -188,24 +240,33 @@ def load_pair(input_path, target_path, channel=None,
         'together and have the same length')
   check_samples(x, input_path, rate_in)
   check_samples(y, target_path, rate_in)
+  if max_latency_ms is None:
+    max_latency_ms = latency_lib.MAX_LATENCY_MS
   max_lag = min(int(round(max_latency_ms * rate_in / 1000.)), x.shape[0] - 1)
-  latency, why = (latency_lib.latency_or_reason(x, y, max_lag) if max_lag > 0
-                  else (0, None))
-  if why:
+  latency, how, why = latency_lib.find_latency(
+      x, y, max_lag, first_blip(x, rate_in, read_layout(input_path)))
+  if why and why.startswith(latency_lib.NARROWBAND):
     logging.warning('%s: its latency cannot be measured (%s); reading the '
                     'pair as it is', target_path, why)
+  elif why:
+    raise pairs.DataError(lag_refusal(target_path, why, max_latency_ms))
+  if latency and abs(latency) >= x.shape[0] // 2:
+    raise pairs.DataError(
+        f'{target_path} is {abs(latency)} samples off {input_path} (from '
+        f'the {how}), over half its length: record the whole input, from '
+        'its first sample, in one take')
   if latency:
     ms = 1000. * latency / rate_in
     if not compensate_latency:
       how = 'lags' if latency > 0 else 'leads'
       raise pairs.DataError(
           f'{target_path} {how} {input_path} by {abs(latency)} samples '
-          f'({abs(ms):.2f} ms at {rate_in} Hz, from their '
-          'cross-correlation); pass --compensate_latency to run.py '
+          f'({abs(ms):.2f} ms at {rate_in} Hz, from the {how}); pass '
+          '--compensate_latency to run.py '
           '(compensate_latency=True in Python) to shift the target and '
           'trim both, or align the files in an editor')
-    logging.info('%s: compensating %d samples (%.2f ms) of latency',
-                 target_path, latency, ms)
+    logging.info('%s: compensating %d samples (%.2f ms) of latency (from '
+                 'the %s)', target_path, latency, ms, how)
     if latency > 0:
       x, y = x[:-latency], y[latency:]
     else:
@@ -220,8 +281,13 @@ def load_pair(input_path, target_path, channel=None,
 VAL1_CONTEXT_S = 1.0
 
 
-def files_dataset(input_path, target_path, val_fraction=0.1, val2_files=(),
-                  channel=None, compensate_latency=False):
+# The share of a recording held out as val1: its end.
+VAL_FRACTION = 0.1
+
+
+def files_dataset(input_path, target_path, val_fraction=VAL_FRACTION,
+                  val2_files=(), channel=None, compensate_latency=False,
+                  max_latency_ms=None):
   """A Dataset from one recorded (input, target) pair, checked by `load_pair`.
 
   The last `val_fraction` of the recording becomes val1 (kept in time
@@ -235,7 +301,7 @@ def files_dataset(input_path, target_path, val_fraction=0.1, val2_files=(),
     val_fraction: share of the recording held out for val1, in (0, 1).
     val2_files: must be empty: a voice clip needs the effect's output too,
       which only the user's own recording can give.
-    channel, compensate_latency: as for `load_pair`.
+    channel, compensate_latency, max_latency_ms: as for `load_pair`.
 
   Returns:
     A `Dataset` named 'files_<input file name>'.
@@ -248,7 +314,8 @@ def files_dataset(input_path, target_path, val_fraction=0.1, val2_files=(),
   if not 0. < val_fraction < 1.:
     raise ValueError(f'val_fraction must be in (0, 1), got {val_fraction}')
   pair, rate = load_pair(input_path, target_path, channel=channel,
-                         compensate_latency=compensate_latency)
+                         compensate_latency=compensate_latency,
+                         max_latency_ms=max_latency_ms)
   split = int(round(len(pair.input) * (1. - val_fraction)))
   train = pairs.Pair(pair.input[:split], pair.target[:split])
   context = min(split, int(round(VAL1_CONTEXT_S * rate)))

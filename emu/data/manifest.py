@@ -149,12 +149,13 @@ def _with_knobs(pair, values):
           np.float32), pair.target.astype(np.float32))
 
 
-def _join(path, entries, channel, compensate_latency):
+def _join(path, entries, channel, compensate_latency, max_latency_ms):
   """(one Pair of the entries joined in order, sample rate)."""
   parts, rates = [], set()
   for input_path, target_path, values in entries:
     pair, rate = files.load_pair(input_path, target_path, channel=channel,
-                                 compensate_latency=compensate_latency)
+                                 compensate_latency=compensate_latency,
+                                 max_latency_ms=max_latency_ms)
     rates.add(rate)
     if len(rates) > 1:
       raise _error(path, f'{target_path} is at {rate} Hz but earlier '
@@ -167,14 +168,15 @@ def _join(path, entries, channel, compensate_latency):
 
 
 def manifest_dataset(path, val2_files=(), channel=None,
-                     compensate_latency=False):
+                     compensate_latency=False, max_latency_ms=None):
   """A knob Dataset from a manifest of recordings (see the module docstring).
 
   Args:
     path: the manifest JSON.
     val2_files: must be empty (a voice clip needs the device's output at
       each setting: record it and list it under "validation").
-    channel, compensate_latency: as for `emu.data.files.load_pair`, for
+    channel, compensate_latency, max_latency_ms: as for
+      `emu.data.files.load_pair`, for
       every recording.
 
   Returns:
@@ -190,9 +192,9 @@ def manifest_dataset(path, val2_files=(), channel=None,
         'and leave val2_files empty')
   contents = read_manifest(path)
   train, rate = _join(path, contents['recordings'], channel,
-                      compensate_latency)
+                      compensate_latency, max_latency_ms)
   val1, val_rate = _join(path, contents['validation'], channel,
-                         compensate_latency)
+                         compensate_latency, max_latency_ms)
   if val_rate != rate:
     raise _error(path, f'the validation recordings are at {val_rate} Hz, '
                  f'the training ones at {rate} Hz; use one rate')

@@ -18,6 +18,7 @@ def build_dataset(cfg: config_lib.Config) -> data_lib.Dataset:
     dataset = data_lib.manifest_dataset(
         cfg.train_manifest, val2_files=cfg.val2_files,
         compensate_latency=cfg.compensate_latency,
+        max_latency_ms=cfg.max_latency_ms,
         channel=None if cfg.channel < 0 else cfg.channel)
   elif cfg.dataset == "files" and cfg.layout == "nam":
     dataset = data_lib.nam_dataset(cfg.train_input, cfg.train_target,
@@ -26,6 +27,7 @@ def build_dataset(cfg: config_lib.Config) -> data_lib.Dataset:
     dataset = data_lib.files_dataset(
         cfg.train_input, cfg.train_target, val2_files=cfg.val2_files,
         compensate_latency=cfg.compensate_latency,
+        max_latency_ms=cfg.max_latency_ms,
         channel=None if cfg.channel < 0 else cfg.channel)
   elif cfg.dataset == "knobs":
     dataset = data_lib.knob_dataset(

@@ -5,11 +5,22 @@ its first weights and >= 1 (worse than outputting silence), has nothing
 worth evaluating: `emu.train.fit` raises TrainingFailed, whose message
 names the flags to change, and no report is written. A best ESR >= 1 that
 did improve on the first weights is a warning (logged, and in report.json).
+A capture (a user's recording) whose val1 ESR ends above FAILED_ESR is a
+`CaptureFailed` (`capture_failure`): its report is written and kept, and
+the message gives the cause the data report found.
 """
 
 import math
 
 from absl import logging
+
+from emu import metrics
+
+# NAM's "...Something seems to have gone wrong." starts here
+# (`emu.metrics.NAM_VERDICTS`: the last bound before it).
+FAILED_ESR = metrics.NAM_VERDICTS[-2][0]
+# Training ran away when an epoch's val1 ESR ends this far above its best.
+DIVERGED_FACTOR = 10.0
 
 
 class TrainingFailed(ValueError):
@@ -60,3 +71,44 @@ def warnings_of(cfg, best: float, best_epoch: int, first_esr,
              f"{first:.3g}); {fix(cfg)}, or train longer (--max_epochs)")
   logging.warning("%s", warning)
   return [warning]
+
+
+class CaptureFailed(TrainingFailed):
+  """A capture ended above FAILED_ESR; its run folder is kept."""
+
+
+def diverged(history) -> bool:
+  """Whether training ran away: a non-finite training loss, or the last
+  epoch's val1 ESR DIVERGED_FACTOR times its best or more."""
+  esrs = [row.get("val1_esr", math.nan) for row in history]
+  losses = [v for row in history for k, v in row.items()
+            if k.startswith("train_")]
+  if not all(math.isfinite(v) for v in losses):
+    return True
+  finite = [e for e in esrs if math.isfinite(e)]
+  return bool(finite) and (not math.isfinite(esrs[-1]) or
+                           esrs[-1] >= DIVERGED_FACTOR * min(finite))
+
+
+def capture_failure(cfg, workdir, report, data_report, history):
+  """A CaptureFailed for a capture (dataset 'files') whose val1 ESR (in
+  `report`, the run's report.json) is above FAILED_ESR, else None.
+
+  The cause: the data report's warnings (alignment, level, a silent or
+  unrelated target, a noisy device); the learning rate only where
+  training `diverged`; else a budget too small for the device.
+  """
+  if cfg.dataset != "files" or report["val1"]["esr"] <= FAILED_ESR:
+    return None
+  esr = report["val1"]["esr"]
+  causes = list((data_report or {}).get("warnings", []))
+  if diverged(history):
+    causes.append(f"training diverged: {fix(cfg)}")
+  if not causes:
+    causes.append("the data report found nothing wrong with the pair: the "
+                  "model needs more training (--time_budget_s, "
+                  "--max_epochs) or a larger model for this device")
+  return CaptureFailed(
+      f"val1 ESR {esr:.3g} is above {FAILED_ESR:g} (NAM: "
+      f"{metrics.nam_verdict(esr)}): {'; '.join(causes)}. The run is kept "
+      f"in {workdir} (report.html)")
