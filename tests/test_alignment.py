@@ -20,6 +20,7 @@ from emu import pipeline
 from emu.capture import datareport
 from emu.capture import testsignal
 from emu.train import outcome
+from emu.train import restore
 
 RATE = 8000
 
@@ -168,6 +169,10 @@ def test_a_quiet_target_fails_with_the_data_reports_cause(tmp_path, noise):
   assert "--learning_rate" not in str(failed.value)
   assert (workdir / "report.json").exists()
   assert (workdir / "data_report.json").exists()
+  # and the model it leaves is refused where it would be played.
+  with pytest.raises(ValueError, match="holds no model to use: its training "
+                     "failed .*above 0.3"):
+    restore.load_params(str(workdir))
 
 
 def _report(esr):
