@@ -174,26 +174,19 @@ class Dynamics(nn.Module):
     return u * (10. ** s.T)[..., None], state
 
 
-class Wiener(ssm.Recurrence):
-  """Wiener-Hammerstein model under the emu model contract.
-
-  y, state = model.apply(params, x, state), x: [batch, time, 1] float32
-  (audio only), y: [batch, time, 1].
+class FilterChain(ssm.Recurrence):
+  """The linear parts the grey boxes share: a gated lru filter before the
+  nonlinear stage, one after it, and an optional residual WaveNet on x
+  (Wiener here, emu.models.nss.NSS).
 
   Attributes:
-    pre_modes: complex modes of the filter before the shaper (0: none).
+    pre_modes: complex modes of the filter before the nonlinear stage (0:
+      none).
     post_modes: complex modes of the filter after it (0: none).
-    shaper_width: tanh units of the shaper (0: a linear model).
-    shaper_max_gain: the largest initial shaper gain (see Shaper).
-    shaper_bounded: the shaper's linear path saturates (Shaper.bounded;
-      the default: on pb_overdrive it took held-out voice from ESR 6.3e-4
-      to 7.8e-7, benchmarks/README.md).
     residual_channels: > 0 adds a small WaveNet of this many channels on
       x to the output, behind a gate that starts at 0, for what the chain
       cannot say; 0: the chain alone.
     residual_dilations: that WaveNet's dilations.
-    dynamics_width: > 0 adds a compressor stage (Dynamics, a gain curve
-      of this many hinges) between the pre filter and the shaper; 0: none.
     sample_rate, f_min_hz, f_max_hz: Hz; the filters' initial poles are
       log-spaced over [f_min_hz, f_max_hz] (emu.models.lru).
     r_min, r_max: the filters' initial pole radii.
@@ -202,12 +195,8 @@ class Wiener(ssm.Recurrence):
   """
   pre_modes: int = 2
   post_modes: int = 2
-  shaper_width: int = 16
-  shaper_max_gain: float = 32.
-  shaper_bounded: bool = True
   residual_channels: int = 0
   residual_dilations: tuple = (1, 2, 4, 8, 16, 32, 64, 128)
-  dynamics_width: int = 0
   sample_rate: float = 44100.
   f_min_hz: float = 20.
   f_max_hz: float = 20000.
@@ -230,32 +219,16 @@ class Wiener(ssm.Recurrence):
                            dilations=tuple(self.residual_dilations),
                            **kwargs)
 
-  def _dynamics(self, **kwargs):
-    return Dynamics(self.dynamics_width, self.sample_rate, **kwargs)
-
-  def initial_state(self, batch):
-    """(pre's lru state, post's, the residual WaveNet's, the dynamics
-    stage's), () where absent."""
+  def _chain_state(self, batch):
+    """(pre's lru state, post's, the residual WaveNet's), () where
+    absent."""
     def filter_state(modes):
       return (self._filter(modes, parent=None).initial_state(batch)
               if modes else ())
     residual = (self._residual(parent=None).initial_state(batch)
                 if self.residual_channels else ())
-    dynamics = (self._dynamics(parent=None).initial_state(batch)
-                if self.dynamics_width else ())
     return (filter_state(self.pre_modes), filter_state(self.post_modes),
-            residual, dynamics)
-
-  def _check(self, x):
-    if x.ndim != 3 or x.shape[-1] != 1:
-      raise ValueError(
-          f"wiener takes audio alone, x of shape [batch, time, 1]; got "
-          f"{x.shape} (knob channels are not supported: its filters and "
-          "shaper are fixed)")
-    for name in ("pre_modes", "post_modes", "shaper_width",
-                 "residual_channels", "dynamics_width"):
-      if getattr(self, name) < 0:
-        raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            residual)
 
   def _gated(self, modes, u, state, name):
     """u + g (the lru of u): a pass-through at g = 0 (the start)."""
@@ -265,23 +238,14 @@ class Wiener(ssm.Recurrence):
     gate = self.param(f"{name}_gate", nn.initializers.zeros, ())
     return u + gate * z, state
 
-  @nn.compact
-  def __call__(self, x, state=None):
-    """x: [batch, time, 1] -> (y [batch, time, 1], new state)."""
-    self._check(x)
-    if state is None:
-      state = self.initial_state(x.shape[0])
-    pre_state, post_state, residual_state, dynamics_state = state
-    u, pre_state = self._gated(self.pre_modes, x, pre_state, "pre")
-    if self.dynamics_width:
-      u, dynamics_state = self._dynamics(name="dynamics")(u, dynamics_state)
-    v = Shaper(self.shaper_width, self.shaper_max_gain,
-               self.shaper_bounded, name="shaper")(u)
-    y, post_state = self._gated(self.post_modes, v, post_state, "post")
-    if self.residual_channels:
-      r, residual_state = self._residual(name="residual")(x, residual_state)
-      y = y + self.param("residual_gate", nn.initializers.zeros, ()) * r
-    return y, (pre_state, post_state, residual_state, dynamics_state)
+  def _plus_residual(self, x, y, state):
+    """(y + g_res r(x), the WaveNet's new state): the residual WaveNet
+    behind a gate that starts at 0; y as it is without one."""
+    if not self.residual_channels:
+      return y, state
+    r, state = self._residual(name="residual")(x, state)
+    gate = self.param("residual_gate", nn.initializers.zeros, ())
+    return y + gate * r, state
 
   def block_response(self, params, which, freqs_hz):
     """[F] complex128: the exact response of the 'pre' or 'post' filter,
@@ -299,6 +263,65 @@ class Wiener(ssm.Recurrence):
     h = self._filter(modes, parent=None).frequency_response(
         params[which], freqs_hz)
     return 1. + gate * h
+
+
+class Wiener(FilterChain):
+  """Wiener-Hammerstein model under the emu model contract.
+
+  y, state = model.apply(params, x, state), x: [batch, time, 1] float32
+  (audio only), y: [batch, time, 1].
+
+  Attributes:
+    shaper_width: tanh units of the shaper (0: a linear model).
+    shaper_max_gain: the largest initial shaper gain (see Shaper).
+    shaper_bounded: the shaper's linear path saturates (Shaper.bounded;
+      the default: on pb_overdrive it took held-out voice from ESR 6.3e-4
+      to 7.8e-7, benchmarks/README.md).
+    dynamics_width: > 0 adds a compressor stage (Dynamics, a gain curve
+      of this many hinges) between the pre filter and the shaper; 0: none.
+    (the filters, the residual WaveNet and the backends: FilterChain)
+  """
+  shaper_width: int = 16
+  shaper_max_gain: float = 32.
+  shaper_bounded: bool = True
+  dynamics_width: int = 0
+
+  def _dynamics(self, **kwargs):
+    return Dynamics(self.dynamics_width, self.sample_rate, **kwargs)
+
+  def initial_state(self, batch):
+    """(pre's lru state, post's, the residual WaveNet's, the dynamics
+    stage's), () where absent."""
+    dynamics = (self._dynamics(parent=None).initial_state(batch)
+                if self.dynamics_width else ())
+    return self._chain_state(batch) + (dynamics,)
+
+  def _check(self, x):
+    if x.ndim != 3 or x.shape[-1] != 1:
+      raise ValueError(
+          f"wiener takes audio alone, x of shape [batch, time, 1]; got "
+          f"{x.shape} (knob channels are not supported: its filters and "
+          "shaper are fixed)")
+    for name in ("pre_modes", "post_modes", "shaper_width",
+                 "residual_channels", "dynamics_width"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+  @nn.compact
+  def __call__(self, x, state=None):
+    """x: [batch, time, 1] -> (y [batch, time, 1], new state)."""
+    self._check(x)
+    if state is None:
+      state = self.initial_state(x.shape[0])
+    pre_state, post_state, residual_state, dynamics_state = state
+    u, pre_state = self._gated(self.pre_modes, x, pre_state, "pre")
+    if self.dynamics_width:
+      u, dynamics_state = self._dynamics(name="dynamics")(u, dynamics_state)
+    v = Shaper(self.shaper_width, self.shaper_max_gain,
+               self.shaper_bounded, name="shaper")(u)
+    y, post_state = self._gated(self.post_modes, v, post_state, "post")
+    y, residual_state = self._plus_residual(x, y, residual_state)
+    return y, (pre_state, post_state, residual_state, dynamics_state)
 
   def shaper_curve(self, params, u):
     """The shaper's v for u (numpy [n]): the learned static curve."""
