@@ -33,7 +33,8 @@ MODEL_FLAGS = {
     "hidden_size": ("int", "Recurrent units (lstm, gru)."),
     "num_layers": ("int", "Stacked layers (lstm, gru, lru, svf)."),
     "skip": ("bool", "Add the input audio to the output."),
-    "unroll": ("int", "lax.scan unroll (lstm, gru, lru, svf, wiener)."),
+    "unroll": ("int", "lax.scan unroll (lstm, gru, lru, svf, wiener, "
+               "nss)."),
     "forget_bias": ("float", "Initial forget-gate bias (lstm)."),
     "silent_rest": ("bool", "Hold the biases that move the state on silence "
                     "at 0: silence in, silence out (lstm, gru)."),
@@ -44,31 +45,36 @@ MODEL_FLAGS = {
     "filters": ("int", "Filters of the first group (thesis_cnn)."),
     "groups": ("int", "Conv groups (thesis_cnn)."),
     "state_size": ("int", "Complex modes (lru) or SVF sections (svf) per "
-                   "layer."),
+                   "layer; states of the nonlinear core (nss)."),
     "features": ("int", "Hidden width between layers (lru, svf)."),
     "knob_hidden": ("int", "Knob channels set the filters through an MLP "
                     "this wide; 0 = knobs are inputs (lru, svf)."),
     "knob_sweep_hz": ("floats", "LOW,HIGH: start each filter's cutoff at "
                       "LOW (knob 0) to HIGH (knob 1), log (lru, svf)."),
     "backend": (("associative", "sequential"),
-                "Recurrence backend for long calls (lru, svf, wiener)."),
-    "pre_modes": ("int", "Complex modes of the filter before the shaper; 0 "
-                  "= none (wiener)."),
-    "post_modes": ("int", "Complex modes of the filter after the shaper; 0 "
-                   "= none (wiener)."),
+                "Recurrence backend for long calls (lru, svf, wiener, "
+                "nss)."),
+    "pre_modes": ("int", "Complex modes of the filter before the shaper or "
+                  "core; 0 = none (wiener, nss)."),
+    "post_modes": ("int", "Complex modes of the filter after the shaper or "
+                   "core; 0 = none (wiener, nss)."),
     "shaper_width": ("int", "tanh units of the memoryless shaper (wiener)."),
     "shaper_max_gain": ("float", "Largest initial shaper gain; gains start "
                         "spread from 1 to it (wiener)."),
     "shaper_bounded": ("bool", "The shaper's linear path saturates, "
                        "c*s*tanh(u/s) (wiener)."),
     "residual_channels": ("int", "Channels of a gated WaveNet on the "
-                          "residual; 0 = none (wiener)."),
+                          "residual; 0 = none (wiener, nss)."),
     "residual_dilations": ("ints", "Dilations of that residual WaveNet "
-                           "(wiener)."),
+                           "(wiener, nss)."),
     "dynamics_width": ("int", "Hinges of a compressor stage's gain curve "
                        "(a peak detector and gain smoothing, attack and "
                        "release learned) before the shaper; 0 = none "
                        "(wiener)."),
+    "core_width": ("int", "tanh units of the network that updates and reads "
+                   "the nonlinear core's states (nss)."),
+    "core_max_gain": ("float", "Largest initial gain of those units; gains "
+                      "start spread from 1 to it (nss)."),
     "data_init": ("bool", "Start from a least-squares fit of the training "
                   "pair instead of the random start (one-layer lru, svf)."),
 }

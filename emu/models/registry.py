@@ -21,6 +21,7 @@ _REGISTRY = {
     "lru": "emu.models.lru:LRU",
     "svf": "emu.models.svf:SVF",
     "wiener": "emu.models.wiener:Wiener",
+    "nss": "emu.models.nss:NSS",
 }
 
 
@@ -66,10 +67,11 @@ def create(name, **hparams):
 # must be positive numbers, named as their flags.
 _POSITIVE = ("hidden_size", "num_layers", "unroll", "channels", "kernel_size",
              "filters", "groups", "state_size", "features", "window",
-             "shaper_width", "input_channels")
+             "shaper_width", "input_channels", "core_width")
 _NON_NEGATIVE = ("knob_hidden", "pre_modes", "post_modes",
                  "residual_channels", "dynamics_width")
-_POSITIVE_REAL = ("sample_rate", "shaper_max_gain", "f_min_hz", "f_max_hz")
+_POSITIVE_REAL = ("sample_rate", "shaper_max_gain", "f_min_hz", "f_max_hz",
+                  "core_max_gain")
 
 
 def _whole(value) -> bool:
@@ -83,7 +85,7 @@ def _positive_real(value) -> bool:
 
 def check_sizes(kwargs):
   """ValueError naming the flag of a size that is not a whole number >= 1
-  (knob_hidden and the wiener's optional stages: >= 0; a bool, a float or
+  (knob_hidden and the grey boxes' optional stages: >= 0; a bool, a float or
   a string is not one), of dilations that are not, or of a rate, gain or
   frequency that is not a positive number: before a model divides by it or
   builds it."""

@@ -56,6 +56,8 @@ FORMATS = ("nam", "rtneural", "guitarml")
 NAM_VERSION = "0.5.4"
 ExportError = folds.ExportError
 _RECURRENT = ("LSTM", "GRU")
+# Grey boxes by class name: their names as models.
+_GREY_BOXES = {"Wiener": "wiener", "NSS": "nss"}
 
 
 # ------------------------------------------------------------ the model
@@ -69,10 +71,10 @@ def _family(model, fmt):
   takes = {"nam": "lstm, wavenet and nam_wavenet",
            "rtneural": "lstm, gru and ungated wavenet",
            "guitarml": "lstm and gru"}[fmt]
-  if name == "Wiener":
+  if name in _GREY_BOXES:
     raise ExportError(
-        f"the grey-box wiener does not export to {fmt}: its "
-        f"{_wiener_stages(model)} are layers no plugin format holds. "
+        f"the grey-box {_GREY_BOXES[name]} does not export to {fmt}: its "
+        f"{_grey_box_stages(model)} are layers no plugin format holds. "
         "Play it with python -m emu.apply (or emu.stream in a host), or "
         "capture for NAM's plugin with --flagfile=experiments/"
         f"capture_plugin.flags (a WaveNet; {fmt} takes {takes} models)")
@@ -81,14 +83,16 @@ def _family(model, fmt):
       f"retrain with one of those (--model=...)")
 
 
-def _wiener_stages(model) -> str:
-  """What a Wiener model holds, in words: 'state-space filters and
-  waveshaper', with its compressor stage and residual WaveNet if any."""
+def _grey_box_stages(model) -> str:
+  """What a grey box (wiener, nss) holds, in words: 'state-space filters
+  and waveshaper' (or 'nonlinear state-space core'), with its compressor
+  stage and residual WaveNet if any."""
   stages = []
   if model.pre_modes or model.post_modes:
     stages.append("state-space filters")
-  stages.append("waveshaper")
-  if model.dynamics_width:
+  stages.append("waveshaper" if _GREY_BOXES[type(model).__name__] == "wiener"
+                else "nonlinear state-space core")
+  if getattr(model, "dynamics_width", 0):
     stages.append("compressor stage")
   if model.residual_channels:
     stages.append("residual WaveNet")
