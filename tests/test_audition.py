@@ -246,6 +246,7 @@ def test_a_candidate_may_change_other_settings_or_several():
     ("learning_rate=0.1|0.10", {}, "names learning_rate=0.1 twice"),
     ("learning_rate=0|@", {}, "does not exist"),
     ("hidden_size=2|4", {}, "neither a run setting"),
+    ("train_seconds=1|2", {}, "cannot try train_seconds: the whole run"),
     ("learning_rate=fast|0.1", {}, "'fast' is not a value of learning_rate"),
     ("warmup=1024|8192", {}, "candidate warmup=8192: warmup"),
     ("learning_rate=0|0.1", {"time_budget_s": 10., "audition_s": 5.},

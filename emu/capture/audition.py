@@ -81,7 +81,10 @@ def _like(cfg: config_lib.Config, name: str):
   """The current value of setting `name` (a Config field or a model
   hyperparameter): what a candidate's text is converted like."""
   fields = {f.name for f in dataclasses.fields(config_lib.Config)}
-  if name in fields and name not in _SHARED + ("model_kwargs",):
+  if name in _SHARED:
+    raise ValueError(f"--audition cannot try {name}: the whole run shares "
+                     "it; set it in the recipe")
+  if name in fields and name != "model_kwargs":
     return getattr(cfg, name)
   if name in models.hyperparameters(cfg.model):
     model_field = {f.name: f for f in dataclasses.fields(
