@@ -173,27 +173,60 @@ def expand_paths(patterns):
   return tuple(paths)
 
 
+def _field_value(flag_values, field):
+  """Config field `field`'s value as its flag holds it, converted."""
+  value = flag_values[field.name].value
+  if field.name == "val2_files":
+    value = expand_paths(value)
+  elif field.metadata.get("cli") == "weights":
+    value = config_lib.parse_weights(value)
+  elif field.name == "stream_blocks":
+    try:
+      value = tuple(int(b) for b in value)
+    except ValueError:
+      raise ValueError(f"--stream_blocks takes comma-separated whole "
+                       f"numbers, got {','.join(value)!r}") from None
+  return value
+
+
+def _flag_fields():
+  return [f for f in dataclasses.fields(config_lib.Config)
+          if f.metadata.get("flag", True) is not False]
+
+
 def config_from_flags(flag_values=flags.FLAGS) -> config_lib.Config:
   """The Config the parsed flags describe."""
-  values = {}
-  for field in dataclasses.fields(config_lib.Config):
-    meta = field.metadata
-    if meta.get("flag", True) is False:
-      continue
-    value = flag_values[field.name].value
-    if field.name == "val2_files":
-      value = expand_paths(value)
-    elif meta.get("cli") == "weights":
-      value = config_lib.parse_weights(value)
-    elif field.name == "stream_blocks":
-      try:
-        value = tuple(int(b) for b in value)
-      except ValueError:
-        raise ValueError(f"--stream_blocks takes comma-separated whole "
-                         f"numbers, got {','.join(value)!r}") from None
-    values[field.name] = value
+  values = {f.name: _field_value(flag_values, f) for f in _flag_fields()}
   values["model_kwargs"] = _model_kwargs(flag_values, values["model"])
   return config_lib.Config(**values)
+
+
+def flagfile_settings(path: str, model: str) -> tuple:
+  """What a partial flagfile sets (an audition family's: only what differs
+  from a recipe): (the Config fields it names -> their values, the model
+  hyperparameters it names, checked against its --model or else `model`).
+
+  Raises FileNotFoundError for a missing file and ValueError naming the
+  file and the flag for an unknown flag or a bad value.
+  """
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+        f"flagfile {path} does not exist (a relative path is read from the "
+        f"folder you run in, {os.getcwd()}, as --flagfile's)")
+  flag_values = flags.FlagValues()
+  define_config_flags(flag_values)
+  try:
+    flag_values([sys.argv[0], f"--flagfile={path}"])
+  except flags.Error as e:
+    raise ValueError(f"{path}: {e}") from None
+  fields = {f.name: _field_value(flag_values, f) for f in _flag_fields()
+            if flag_values[f.name].present}
+  try:
+    hyper = _model_kwargs(flag_values, fields.get("model", model))
+  except ValueError as e:
+    raise ValueError(f"{path}: {e}") from None
+  hyper.pop("window", None)  # thesis_cnn's, from --window: a field already
+  return fields, hyper
 
 
 def config_from_flagfile(path: str, **overrides) -> config_lib.Config:

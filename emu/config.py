@@ -143,13 +143,20 @@ class Config:
   time_budget_s: float = _field(
       0.0, "Stop training after this many seconds (0 = none).")
   audition: str = _field(
-      "", "NAME=V1|V2|...: train a candidate for each alternative (a Config "
-      "field or model hyperparameter; NAME=V,NAME2=W changes two) for "
-      "audition_s seconds, then continue the one with the lowest val1 ESR "
-      "(emu.capture.audition), e.g. 'dynamics_width=0|8'; empty: no audition.")
+      "", "Candidates split by '|', each a family (@FLAGFILE: what differs "
+      "from the recipe, e.g. @experiments/families/lstm.flags) or settings "
+      "(NAME=V, a Config field or model hyperparameter; NAME=V,NAME2=W "
+      "changes two; a bare V: the previous NAME), e.g. 'dynamics_width=0|8'."
+      " Successive halving: each trains audition_s seconds, the better half "
+      "twice as long again until one is left, which trains on "
+      "(emu.capture.audition); empty: no audition.")
   audition_s: float = _field(
-      60.0, "Seconds each audition candidate trains before the choice; "
-      "they count against time_budget_s.")
+      60.0, "Seconds each audition candidate trains in the first round; "
+      "the audition's wall-clock seconds count against time_budget_s.")
+  audition_workers: int = _field(
+      0, "Audition candidates trained at once, each in a child process on "
+      "a core of its own; 1: one after another in this process; 0: one per "
+      "usable core.")
   seed: int = _field(
       0, "The one source of randomness: data, init and batch order.")
   checkpoint_every_s: float = _field(
@@ -209,7 +216,7 @@ class Config:
           "the default)")
     for name in ("warmup", "tbptt", "patience", "time_budget_s", "gain_db",
                  "max_latency_ms",
-                 "audition_s",
+                 "audition_s", "audition_workers",
                  "checkpoint_every_s",
                  "train_seconds", "grad_clip", "min_delta"):
       if getattr(self, name) < 0:

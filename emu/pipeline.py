@@ -87,9 +87,12 @@ def _run(cfg, workdir, overwrite, flags_text, dataset):
           "warnings": result.warnings}
   if jax.process_count() > 1:
     info["processes"] = jax.process_count()
-  if auditioned:  # the candidates not chosen trained too
-    info["audition"] = audition_lib.summary(workdir)
-    info["train_seconds"] += info["audition"]["other_seconds"]
+  if auditioned:  # the candidates not chosen trained too (CPU seconds);
+    # the wall clock counts the audition's rounds once (time_budget_s's)
+    audition = info["audition"] = audition_lib.summary(workdir)
+    info["train_seconds"] += audition["other_seconds"]
+    audition["run_wall_seconds"] = (result.train_seconds + audition[
+        "wall_seconds"] - audition["chosen_seconds"])
   report = evaluate_lib.evaluate(
       result.model, result.params, result.dataset, workdir, cfg=cfg,
       history=result.history, train_info=info,

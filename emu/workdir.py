@@ -15,9 +15,10 @@ DIR)`) holds:
   report.html, listening_test.html   pages to read and listen (REPORT_HTML,
                     LISTENING_TEST)
   audio/, plots/    WAVs and figures (AUDIO, PLOTS)
-  audition/, audition.json   with --audition: each candidate's short run
-                    (a run folder of its own) and the choice (AUDITION,
-                    AUDITION_CHOICE; `emu.capture.audition`)
+  audition/, audition.json   with --audition: each candidate's short runs
+                    (a run folder of its own; a child's LABEL.log), every
+                    round and the choice (AUDITION, AUDITION_CHOICE;
+                    `emu.capture.audition`)
   inputs.json       size and sha256 of each file the run read (INPUTS)
   failed.json       why training failed, if it did (FAILED): no model to use
   run.lock          pid and host of the run in progress (LOCK; emu.train.runlock)

@@ -17,7 +17,7 @@ from emu import apply as apply_lib
 from emu import pipeline
 from emu import train
 from emu import workdir as workdir_lib
-from emu.capture import audition as audition_lib
+from emu.capture import audition_workers
 from emu.plugins import export as export_lib
 from emu.train import batches
 from emu.train import outcome
@@ -279,11 +279,12 @@ def test_apply_and_export_refuse_a_run_that_failed(tmp_path, data):
 def test_an_audition_that_failed_is_recorded(tmp_path, data, monkeypatch):
   def learns_nothing(*args, **kwargs):
     raise outcome.TrainingFailed("diverged")
-  monkeypatch.setattr(audition_lib.train_loop, "fit", learns_nothing)
+  monkeypatch.setattr(audition_workers.train_loop, "fit", learns_nothing)
   workdir = tmp_path / "run"
   with pytest.raises(outcome.TrainingFailed, match="every audition"):
     pipeline.run(CFG.replace(audition="learning_rate=0|0.1",
-                             audition_s=1e-6), str(workdir), dataset=data)
+                             audition_s=1e-6, audition_workers=1),
+                 str(workdir), dataset=data)
   with pytest.raises(workdir_lib.FailedRun, match="every audition"):
     restore.load_params(str(workdir))
   assert not (workdir / workdir_lib.LOCK).exists()

@@ -1,22 +1,35 @@
-"""Audition: train each candidate setting briefly, then continue the best.
+"""Audition: train candidate models briefly, keep halving them, continue the best.
 
 A capture recipe does not know the device it is given: a compressor needs
-the wiener's compressor stage, a clipper trains better without it
-(benchmarks/README.md). `Config.audition` lists the candidates, each a
-change of settings (Config fields or model hyperparameters):
+the wiener's compressor stage, a circuit with memory in its clipper needs a
+black box (benchmarks/README.md). `Config.audition` lists the candidates,
+split by '|'; each is a family (a flagfile of its own, holding only what
+differs from the recipe: model, hyperparameters, segment, warm-up, batch,
+learning rate...) or a change of settings (Config fields or model
+hyperparameters):
 
-  --audition='dynamics_width=0|8' --audition_s=60
-  --audition='dynamics_width=0|8|residual_channels=8'   # three
+  --audition='@experiments/families/wiener.flags|@experiments/families/lstm.flags'
+  --audition='dynamics_width=0|8|residual_channels=8'   # three variants
 
-Each candidate trains `audition_s` seconds into its own run folder,
-WORKDIR/audition/NAME=VALUE. The one with the lowest val1 ESR (the score
-that early stopping and the best checkpoint use) moves into WORKDIR
-(`emu.workdir.adopt_run`) and trains on there. Its time budget is the
-run's `time_budget_s` less the other candidates' seconds, so the whole run
-takes the time it was given (the report's train_seconds counts every
-candidate's). WORKDIR/audition.json records every candidate's val1 ESR,
-seconds and the choice; the same command run again resumes
-the chosen candidate (or an unfinished audition) instead of starting over.
+Successive halving: in round 1 every candidate trains `audition_s` seconds
+into its own run folder, WORKDIR/audition/LABEL (LABEL: the family file's
+name, or NAME=VALUE); the better half by val1 ESR (the score that early
+stopping and the best checkpoint use) each train twice as long again,
+resuming their folders, and so on until one is left. It moves into WORKDIR
+(`emu.workdir.adopt_run`) and trains on to the end of `time_budget_s`.
+
+With `audition_workers` >= 2 (default: one per usable core) a round's
+candidates train side by side, each in a child process pinned to a core
+with one XLA thread (`emu.capture.audition_workers`); 1 trains them one
+after another in this process. time_budget_s counts wall-clock seconds,
+what a user waits for: a round's wall seconds are its busiest worker's
+training seconds, and the winner trains on for the budget less the
+audition's wall seconds (its own audition seconds count once). The report's
+train_seconds adds every candidate's training seconds (the CPU work: two
+workers training 60 s each cost 120); its audition block gives the wall
+seconds. WORKDIR/audition.json records every round (each candidate's val1
+ESR and seconds) as it ends, then the choice; the same command run again
+resumes the chosen run, or the audition where it stopped.
 """
 
 import dataclasses
@@ -30,10 +43,21 @@ from absl import logging
 from emu import config as config_lib
 from emu import models
 from emu import workdir as workdir_lib
-from emu.train import loop as train_loop
+from emu.capture import audition_workers
 from emu.train import outcome
+from emu.train import parallel
 
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
+# Settings the whole run shares: a family may not change them.
+_SHARED = ("audition", "audition_s", "audition_workers", "time_budget_s",
+           "dataset", "train_input", "train_target", "train_manifest",
+           "layout", "effect", "sample_rate", "train_seconds", "val1_seconds",
+           "val2_files", "compensate_latency", "max_latency_ms")
+USAGE = ("write NAME=V1|V2|... or @FAMILY.flags|@OTHER.flags with two or "
+         "more alternatives, e.g. --audition='dynamics_width=0|8'")
+BUDGET_CLOCK = ("wall: time_budget_s counts the seconds a user waits; a "
+                "round's wall seconds are its busiest worker's training "
+                "seconds")
 
 
 def _convert(text: str, like, what: str):
@@ -57,8 +81,10 @@ def _like(cfg: config_lib.Config, name: str):
   """The current value of setting `name` (a Config field or a model
   hyperparameter): what a candidate's text is converted like."""
   fields = {f.name for f in dataclasses.fields(config_lib.Config)}
-  if name in fields and name not in ("audition", "audition_s",
-                                     "model_kwargs"):
+  if name in _SHARED:
+    raise ValueError(f"--audition cannot try {name}: the whole run shares "
+                     "it; set it in the recipe")
+  if name in fields and name != "model_kwargs":
     return getattr(cfg, name)
   if name in models.hyperparameters(cfg.model):
     model_field = {f.name: f for f in dataclasses.fields(
@@ -70,74 +96,120 @@ def _like(cfg: config_lib.Config, name: str):
       f"({', '.join(models.hyperparameters(cfg.model))})")
 
 
-def _alternatives(cfg: config_lib.Config) -> list:
-  """[(label, {name: value})] of cfg.audition; ValueError naming what is
-  wrong.
+def _family(cfg: config_lib.Config, path: str) -> tuple:
+  """(label, {field: value}, model_kwargs) of family flagfile `path`."""
+  from emu import cli  # pylint: disable=g-import-not-at-top
+  try:
+    fields, hyper = cli.flagfile_settings(path, cfg.model)
+  except (ValueError, FileNotFoundError) as e:
+    raise ValueError(f"--audition family: {e}") from None
+  shared = [name for name in fields if name in _SHARED]
+  if shared:
+    raise ValueError(
+        f"--audition family {path} sets --{shared[0]}, which the whole run "
+        "shares: set it in the recipe, not in a family")
+  model = fields.get("model", cfg.model)
+  kwargs = {**cfg.model_kwargs, **hyper} if model == cfg.model else hyper
+  if "window" in models.hyperparameters(model):  # thesis_cnn's window
+    kwargs["window"] = fields.get("window", cfg.window)
+  label = os.path.splitext(os.path.basename(path))[0]
+  return label, fields, kwargs
 
-  Alternatives are split by '|'; each is NAME=VALUE, several joined by ','
-  (one candidate changing two settings), or a bare VALUE of the previous
-  alternative's one NAME: 'dynamics_width=0|8|residual_channels=8'.
+
+def _alternatives(cfg: config_lib.Config) -> list:
+  """[(label, {field: value}, model_kwargs)] of cfg.audition; ValueError
+  naming what is wrong.
+
+  Alternatives are split by '|'; each is @FLAGFILE (a family), NAME=VALUE,
+  several joined by ',' (one candidate changing two settings), or a bare
+  VALUE of the previous alternative's one NAME: 'dynamics_width=0|8|
+  residual_channels=8'.
   """
-  usage = ("write NAME=V1|V2|... with two or more alternatives, e.g. "
-           "--audition='dynamics_width=0|8'")
   parts = [p.strip() for p in cfg.audition.split("|")]
   if len(parts) < 2 or not all(parts):
-    raise ValueError(f"--audition={cfg.audition!r}: {usage}")
+    raise ValueError(f"--audition={cfg.audition!r}: {USAGE}")
   out, previous = [], None
   for part in parts:
+    if part.startswith("@"):
+      out.append(_family(cfg, part[1:].strip()))
+      previous = None
+      continue
     changes = {}
     for item in part.split(","):
       name, sep, text = item.partition("=")
       if not sep:  # a bare value: the previous alternative's setting
         if previous is None:
-          raise ValueError(f"--audition={cfg.audition!r}: {usage}")
+          raise ValueError(f"--audition={cfg.audition!r}: {USAGE}")
         name, text = previous, item
       name = name.strip()
       changes[name] = _convert(text, _like(cfg, name), name)
     previous = name if len(changes) == 1 else None
-    label = ",".join(f"{k}={v}" for k, v in changes.items())
-    if label in dict(out):
-      raise ValueError(f"--audition={cfg.audition!r} names {label} twice")
-    out.append((label, changes))
+    fields = {k: v for k, v in changes.items()
+              if k in config_lib.Config.__dataclass_fields__}
+    hyper = {k: v for k, v in changes.items() if k not in fields}
+    out.append((",".join(f"{k}={v}" for k, v in changes.items()), fields,
+                {**cfg.model_kwargs, **hyper}))
+  labels = [label for label, _, _ in out]
+  twice = [label for label in labels if labels.count(label) > 1]
+  if twice:
+    raise ValueError(f"--audition={cfg.audition!r} names {twice[0]} twice")
   return out
 
 
+def workers(cfg: config_lib.Config) -> int:
+  """How many candidates train at once: audition_workers, or (0) one per
+  usable core."""
+  return cfg.audition_workers or parallel.usable_cores()
+
+
+def rounds(count: int, first_s: float) -> list:
+  """[(candidates training in the round, seconds each trains in it)]:
+  successive halving of `count` candidates, the better half (at least
+  one) going on for twice the seconds until one is left."""
+  out, seconds = [], first_s
+  while count > 1:
+    out.append((count, seconds))
+    count, seconds = count // 2, seconds * 2
+  return out
+
+
+def planned_wall_s(count: int, first_s: float, worker_count: int) -> float:
+  """The audition's wall seconds as planned: each round's candidates
+  shared over the workers, one after another on each."""
+  return sum(-(-n // min(worker_count, n)) * s
+             for n, s in rounds(count, first_s))
+
+
 def candidates(cfg: config_lib.Config) -> list:
-  """[(label, Config)], one per value of cfg.audition, each without an
-  audition and with the budget the winner trains to; [] without one.
+  """[(label, Config)], one per alternative of cfg.audition, each without
+  an audition; [] without one.
 
   Raises ValueError, before anything is written, for a malformed
-  --audition, a budget that leaves the winner no time, several processes
-  or a candidate that is not a valid Config.
+  --audition, a missing or bad family file, a budget that leaves the
+  winner no time (`planned_wall_s`), several processes or a candidate that
+  is not a valid Config.
   """
   if not cfg.audition:
     return []
   alternatives = _alternatives(cfg)
-  count = len(alternatives)
-  budget = cfg.time_budget_s
-  if budget:
-    budget -= (count - 1) * cfg.audition_s
-    if budget <= cfg.audition_s:
-      raise ValueError(
-          f"--time_budget_s={cfg.time_budget_s:g} leaves nothing after "
-          f"{count} auditions of {cfg.audition_s:g} s: raise it above "
-          f"{count * cfg.audition_s:g} or lower --audition_s")
   if not cfg.audition_s:
     raise ValueError("--audition_s must be > 0: each candidate trains that "
-                     "long before the choice")
+                     "long in the first round")
+  wall = planned_wall_s(len(alternatives), cfg.audition_s, workers(cfg))
+  if cfg.time_budget_s and cfg.time_budget_s <= wall:
+    raise ValueError(
+        f"--time_budget_s={cfg.time_budget_s:g} leaves nothing after an "
+        f"audition of {len(alternatives)} candidates taking {wall:g} s "
+        f"(first round {cfg.audition_s:g} s, {workers(cfg)} worker(s)): "
+        f"raise it above {wall:g} or lower --audition_s")
   import jax  # pylint: disable=g-import-not-at-top
   if jax.process_count() > 1:
     raise ValueError("--audition trains its candidates in one process; "
                      "leave it empty for a run over several processes")
   out = []
-  for label, changes in alternatives:
-    fields = {k: v for k, v in changes.items()
-              if k in config_lib.Config.__dataclass_fields__}
-    hyper = {k: v for k, v in changes.items() if k not in fields}
+  for label, fields, kwargs in alternatives:
     try:
-      candidate = cfg.replace(
-          audition="", time_budget_s=budget,
-          model_kwargs={**cfg.model_kwargs, **hyper}, **fields)
+      candidate = cfg.replace(audition="", model_kwargs=kwargs, **fields)
     except ValueError as e:
       raise ValueError(f"--audition candidate {label}: {e}") from None
     out.append((label, candidate))
@@ -169,75 +241,132 @@ def base(workdir: str) -> Optional[config_lib.Config]:
 
 def choose(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
            dataset=None) -> config_lib.Config:
-  """Auditions cfg's candidates into workdir; the chosen candidate's
-  Config, its run adopted by workdir (resume it with `emu.train.fit`).
+  """Auditions cfg's candidates into workdir by successive halving; the
+  chosen candidate's Config (its time_budget_s what the audition's wall
+  seconds leave), its run adopted by workdir (resume it with
+  `emu.train.fit`).
 
+  Phases: resume the choice, or the rounds recorded so far -> each round
+  left (train, score, keep the better half; recorded) -> adopt the winner.
   Raises TrainingFailed if every candidate failed to learn.
   """
-  # The same settings again resume, as every run does (--overwrite
-  # replaces only a run of other settings).
   chosen = resumed(cfg, workdir)
   if chosen is not None:
     logging.info("audition: resuming the candidate chosen earlier (%s)",
                  workdir_lib.path(workdir, workdir_lib.AUDITION_CHOICE))
     return chosen
-  runs = candidates(cfg)
-  trained = {label: _audition_one(cfg, workdir, i, len(runs), label, c,
-                                  overwrite, dataset)
-             for i, (label, c) in enumerate(runs)}
-  scores = {label: esr for label, (esr, _) in trained.items()}
-  label = min(scores, key=scores.get)
-  if not math.isfinite(scores[label]):
-    raise outcome.TrainingFailed(
-        f"every audition candidate ({', '.join(scores)}) failed to learn: "
-        + outcome.fix(cfg))
-  chosen = dict(runs)[label]
-  workdir_lib.adopt_run(_folder(workdir, label), workdir)
-  workdir_lib.write_json(workdir, workdir_lib.AUDITION_CHOICE, {
-      "setting": cfg.audition, "seconds": cfg.audition_s,
-      "val1_esr": {k: (v if math.isfinite(v) else None)
-                   for k, v in scores.items()},
-      "seconds_trained": {k: seconds for k, (_, seconds) in trained.items()},
-      "chosen": label, "base": _as_dict(cfg),
-      "config_json": chosen.to_json()}, indent=2)
-  logging.info("audition: %s (%s); training on %s to %s", label,
-               ", ".join(f"{k} val1 ESR {v:.3e}" for k, v in scores.items()),
-               label, f"{chosen.time_budget_s:g} s" if chosen.time_budget_s
-               else "its stopping rule")
-  return chosen
+  runs = dict(candidates(cfg))
+  record = _started(cfg, workdir, overwrite, list(runs))
+  alive = list(runs)
+  for index, (count, seconds) in enumerate(rounds(len(runs), cfg.audition_s)):
+    if index == len(record["rounds"]):  # not trained yet (or interrupted)
+      record["rounds"].append(_train_round(
+          cfg, workdir, runs, alive, seconds, record, overwrite, dataset))
+      workdir_lib.write_json(workdir, workdir_lib.AUDITION_CHOICE, record,
+                             indent=2)
+    alive = record["rounds"][index]["continue"]
+    assert len(alive) == max(count // 2, 1)
+  return _adopt(cfg, workdir, runs, alive[0], record)
 
 
 def summary(workdir: str) -> Optional[dict]:
-  """audition.json's setting, seconds, scores and choice, and the seconds
-  the candidates not chosen trained (`other_seconds`: part of the run's
-  training time), or None."""
+  """audition.json's setting, seconds, scores and choice, the seconds the
+  candidates not chosen trained (`other_seconds`: part of the run's
+  training time) and the audition's wall seconds, or None."""
   choice = _read_choice(workdir)
   if choice is None:
     return None
-  out = {k: choice[k] for k in ("setting", "seconds", "val1_esr", "chosen")}
+  out = {k: choice[k] for k in ("setting", "seconds", "workers", "val1_esr",
+                                "chosen", "wall_seconds")}
+  out["rounds"] = len(choice["rounds"])
   out["other_seconds"] = sum(v for k, v in choice["seconds_trained"].items()
                              if k != choice["chosen"])
+  out["chosen_seconds"] = choice["seconds_trained"][choice["chosen"]]
   return out
 
 
-def _audition_one(cfg, workdir, index, count, label, candidate, overwrite,
-                  dataset) -> tuple:
-  """One candidate's short run: (its best val1 ESR, inf if it failed; the
-  seconds it trained)."""
-  folder = _folder(workdir, label)
-  logging.info("audition %d/%d: %s for %g s into %s", index + 1, count,
-               label, cfg.audition_s, folder)
-  try:
-    result = train_loop.fit(candidate, folder, overwrite=overwrite,
-                            dataset=dataset,
-                            stop_after_seconds=cfg.audition_s)
-  except outcome.TrainingFailed as e:
-    logging.warning("audition: %s learned nothing (%s)", label, e)
-    rows = workdir_lib.read_history(folder)
-    return math.inf, rows[-1]["elapsed_s"] if rows else 0.
-  scores = [row["val1_esr"] for row in result.history
-            if math.isfinite(row["val1_esr"])]
-  return (min(scores) if scores else math.inf), result.train_seconds
+# ----------------------------------------------------------------- phases
+
+
+def _started(cfg, workdir, overwrite, labels) -> dict:
+  """The audition record: the one of cfg that workdir holds (its rounds
+  so far), or a fresh one. One of other settings is refused
+  (WorkdirConflict) unless overwrite, which clears it."""
+  fresh = {"setting": cfg.audition, "seconds": cfg.audition_s,
+           "workers": workers(cfg), "budget_clock": BUDGET_CLOCK,
+           "candidates": labels, "rounds": [], "base": _as_dict(cfg)}
+  path = workdir_lib.path(workdir, workdir_lib.AUDITION_CHOICE)
+  if not os.path.exists(path):
+    return fresh
+  record = workdir_lib.read_json(workdir, workdir_lib.AUDITION_CHOICE)
+  if record.get("base") == fresh["base"] and "chosen" not in record:
+    logging.info("audition: resuming after round %d", len(record["rounds"]))
+    return record
+  if not overwrite:
+    raise workdir_lib.WorkdirConflict(
+        f"{workdir} holds an audition of other settings ({path}). Run that "
+        "command again to resume it, use a new workdir, or pass "
+        "overwrite=True (--overwrite) to replace it.")
+  workdir_lib.clear_run(workdir)
+  return fresh
+
+
+def _train_round(cfg, workdir, runs, alive, seconds, record, overwrite,
+                 dataset) -> dict:
+  """One round: each of `alive` trains `seconds` more (from where the last
+  round left it); the round's record, its better half in "continue"."""
+  before = (record["rounds"][-1]["seconds_trained"] if record["rounds"]
+            else {})
+  jobs = [audition_workers.Job(
+      label, runs[label], _folder(workdir, label),
+      until_s=before.get(label, 0.) + seconds) for label in alive]
+  count = min(workers(cfg), len(jobs))
+  logging.info("audition round %d: %s, %g s each, %d at a time",
+               len(record["rounds"]) + 1, ", ".join(alive), seconds, count)
+  results = audition_workers.train_all(jobs, count, overwrite, dataset)
+  scores = {label: results[label][0] for label in alive}
+  trained = {label: results[label][1] for label in alive}
+  added = [trained[label] - before.get(label, 0.) for label in alive]
+  # Job i ran on worker i % count, one after another: the busiest's sum.
+  wall = max(sum(added[i::count]) for i in range(count))
+  ranked = sorted(alive, key=lambda label: (scores[label],
+                                            alive.index(label)))
+  kept = ranked[:max(len(alive) // 2, 1)]
+  if not math.isfinite(scores[kept[0]]):
+    raise outcome.TrainingFailed(
+        f"every audition candidate ({', '.join(alive)}) failed to learn: "
+        + outcome.fix(cfg))
+  logging.info("audition: %s; %s go on", ", ".join(
+      f"{k} val1 ESR {v:.3e}" for k, v in scores.items()), ", ".join(kept))
+  return {"seconds": seconds, "workers": count, "wall_seconds": wall,
+          "val1_esr": {k: (v if math.isfinite(v) else None)
+                       for k, v in scores.items()},
+          "seconds_trained": trained, "continue": kept}
+
+
+def _adopt(cfg, workdir, runs, label, record) -> config_lib.Config:
+  """The winner's run moved into workdir, with the budget the audition's
+  wall seconds leave it; audition.json completed."""
+  scores, trained = {}, {}
+  for one in record["rounds"]:  # each candidate's last round
+    scores.update(one["val1_esr"])
+    trained.update(one["seconds_trained"])
+  wall = sum(one["wall_seconds"] for one in record["rounds"])
+  chosen = runs[label]
+  if cfg.time_budget_s:  # the winner's own seconds count once
+    chosen = chosen.replace(
+        time_budget_s=max(cfg.time_budget_s - wall + trained[label], 0.))
+  workdir_lib.adopt_run(_folder(workdir, label), workdir)
+  workdir_lib.write_text(workdir, workdir_lib.CONFIG, chosen.to_json())
+  record.update(val1_esr=scores, seconds_trained=trained, wall_seconds=wall,
+                chosen=label, config_json=chosen.to_json())
+  workdir_lib.write_json(workdir, workdir_lib.AUDITION_CHOICE, record,
+                         indent=2)
+  logging.info("audition chose %s after %d round(s), %.0f s of wall clock; "
+               "training on to %s", label, len(record["rounds"]), wall,
+               f"{chosen.time_budget_s:g} s" if chosen.time_budget_s
+               else "its stopping rule")
+  return chosen
 
 
 def _folder(workdir, label):
@@ -249,7 +378,9 @@ def _as_dict(cfg):
 
 
 def _read_choice(workdir):
+  """audition.json once it holds a choice, else None."""
   if not os.path.exists(workdir_lib.path(workdir,
                                          workdir_lib.AUDITION_CHOICE)):
     return None
-  return workdir_lib.read_json(workdir, workdir_lib.AUDITION_CHOICE)
+  record = workdir_lib.read_json(workdir, workdir_lib.AUDITION_CHOICE)
+  return record if "chosen" in record else None
