@@ -263,12 +263,25 @@ def test_a_malformed_audition_is_refused_naming_the_fix(spec, changes,
   assert not os.path.exists(tmp_path / "run")  # nothing written
 
 
-def test_the_capture_recipe_auditions_the_families_readme_names(tmp_path):
+def _recipe(tmp_path, name):
+  """experiments/NAME with a recording pair, as a Config."""
   recipe = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
-                        "experiments", "capture.flags")
+                        "experiments", name)
   (tmp_path / "with_pair.flags").write_text(
       f"--flagfile={recipe}\n--train_input=in.wav\n--train_target=rec.wav\n")
-  cfg = cli.config_from_flagfile(str(tmp_path / "with_pair.flags"))
+  return cli.config_from_flagfile(str(tmp_path / "with_pair.flags"))
+
+
+def test_the_capture_recipe_auditions_the_models_readme_names(tmp_path):
+  runs = audition.candidates(_recipe(tmp_path, "capture.flags"))
+  # README's capture table: 79, 109 and 4,385 parameters.
+  assert [(label, pipeline.parameter_count(c)) for label, c in runs] == [
+      ("dynamics_width=0", 79), ("dynamics_width=8", 109),
+      ("residual_channels=8", 4385)]
+
+
+def test_the_family_recipe_auditions_the_families_readme_names(tmp_path):
+  cfg = _recipe(tmp_path, "capture_families.flags")
   runs = audition.candidates(cfg)
   # README's capture table: 79, 109, 4,385, 13,801 and 2,521 parameters.
   assert [(label, pipeline.parameter_count(c)) for label, c in runs] == [
