@@ -159,8 +159,9 @@ def test_learns_a_diode_clipper_better_than_a_filter():
   x, t = as_batch(x), as_batch(t)
   # when nss and a plain lru filter train for the same steps,
   start, best = _fit(nss.NSS(pre_modes=1, post_modes=1, state_size=2,
-                             core_width=8), x, t, 150)
-  _, filter_best = _fit(models.create("lru", state_size=2), x, t, 150)
-  # then nss falls well below its start and below the filter.
-  assert best < 0.2 * start and best < 0.5 * filter_best, (
+                             core_width=8), x, t, 100)
+  _, filter_best = _fit(models.create("lru", state_size=2), x, t, 100)
+  # then nss falls far below its start (ESR 10: the dry signal is 3x the
+  # clipped one) and below the filter (measured: 0.058 against 0.28).
+  assert best < 0.02 * start and best < 0.5 * filter_best, (
       start, best, filter_best)
