@@ -16,6 +16,25 @@ output at sample t depends on the input up to t only.
   emu_diode_clipper emu.effects.diode_clipper at 20 dB drive
   emu_compressor    emu.effects.compressor with pb_compressor's settings
 
+Nine more are circuits and plugins nobody here wrote, run by Debian
+programs (`needs` names the Debian packages; apt-get install them):
+
+  spice_ts808       Tube Screamer clipping + tone + volume stages (ngspice)
+  spice_fuzzface    two-transistor silicon Fuzz Face (ngspice)
+  spice_tube_amp    two 12AX7 stages, Koren's triode model (ngspice)
+  lv2_mda_overdrive, lv2_mda_combo, lv2_calf_saturator, lv2_invada_tube,
+  lv2_swh_valve, lv2_calf_compressor: LV2 plugins with their drive pushed,
+                    hosted by lilv's lv2apply
+
+The netlists are benchmarks/circuits/*.cir (benchmarks/spice.py runs them;
+1.0 = 1 V at the input); the plugins' settings are benchmarks/lv2.py's
+PLUGINS; benchmarks/circuit_check.py measures them all. These too answer
+an impulse at once and change nothing before it (the SPICE circuits' rest
+output is up to 1e-8, not exactly 0); the SPICE circuits lag a quarter
+sample (the input reaches each sample 1/4 sample late, see spice.py), and
+lv2_mda_combo's speaker filter and lv2_calf_saturator's internal
+filters delay the bulk of the response by about 5 and 1 samples.
+
 `program_material(sample_rate)` is real audio that no model trains on:
 the spoken clips of Debian's alsa-utils and recorded guitar, drums and
 piano from Debian's sonic-pi-samples, each part mono, resampled and set to
@@ -110,6 +129,22 @@ def emu_compressor(x, sample_rate):
                                        **COMPRESSOR), np.float32)
 
 
+def spice_circuit(circuit):
+  """A netlist of benchmarks/circuits/ run by ngspice (benchmarks/spice.py)."""
+  def process(x, sample_rate):
+    from benchmarks import spice  # pylint: disable=g-import-not-at-top
+    return spice.simulate(circuit, _as_input(x), sample_rate)
+  return process
+
+
+def lv2_plugin(name):
+  """A benchmarks/lv2.py PLUGINS setting, run by lilv's lv2apply."""
+  def process(x, sample_rate):
+    from benchmarks import lv2  # pylint: disable=g-import-not-at-top
+    return lv2.device(name)(_as_input(x), sample_rate)
+  return process
+
+
 DEVICES = {d.name: d for d in (
     Device("pb_overdrive", "pedalboard Distortion 12 dB drive (tanh), -6 dB "
            "level", pb_distortion(12.0), "pedalboard"),
@@ -123,6 +158,29 @@ DEVICES = {d.name: d for d in (
            "(RC low-pass clipped by diodes)", emu_diode_clipper),
     Device("emu_compressor", "emu.effects.compressor -20 dB, 4:1, attack "
            "20 ms, release 200 ms, 6 dB knee", emu_compressor),
+    Device("spice_ts808", "ngspice: Tube Screamer TS-808 clipping stage "
+           "(Drive max, 1N914 pair) -> tone -> volume, 1 V = full scale",
+           spice_circuit("ts808"), "ngspice"),
+    Device("spice_fuzzface", "ngspice: Fuzz Face, two BC108, Fuzz 0.5, "
+           "1 V = full scale", spice_circuit("fuzzface"), "ngspice"),
+    Device("spice_tube_amp", "ngspice: two 12AX7 common-cathode stages "
+           "(Koren model), 100k/1.5k+25uF, speaker-like low-pass, 1 V = "
+           "full scale", spice_circuit("tube_amp"), "ngspice"),
+    Device("lv2_mda_overdrive", "LV2 mda Overdrive, Drive 100%, Output -2 dB",
+           lv2_plugin("mda_overdrive"), "lilv-utils mda-lv2"),
+    Device("lv2_mda_combo", "LV2 mda Combo amp simulator, small combo, "
+           "Drive 0.8", lv2_plugin("mda_combo"), "lilv-utils mda-lv2"),
+    Device("lv2_calf_saturator", "LV2 Calf Saturator, input x2, Saturation "
+           "10, output x0.5", lv2_plugin("calf_saturator"),
+           "lilv-utils calf-plugins"),
+    Device("lv2_invada_tube", "LV2 Invada Tube Distortion, Drive 0 dB, Mix "
+           "100%, x0.85", lv2_plugin("invada_tube"),
+           "lilv-utils invada-studio-plugins-lv2"),
+    Device("lv2_swh_valve", "LV2 SWH Valve saturation, level 0.5, character "
+           "0.8, x0.85", lv2_plugin("swh_valve"), "lilv-utils swh-lv2"),
+    Device("lv2_calf_compressor", "LV2 Calf Mono Compressor -20 dB, 4:1, "
+           "attack 20 ms, release 200 ms, x0.85", lv2_plugin("calf_compressor"),
+           "lilv-utils calf-plugins"),
 )}
 
 

@@ -1,39 +1,62 @@
 """Stand-in devices simulated at component level: SPICE netlists run by ngspice.
 
 The netlists in `benchmarks/circuits/` are published circuits (each file's
-header says where it comes from): `ts808` (Tube Screamer clipping, tone and
-volume stages), `fuzzface` (two-transistor silicon Fuzz Face), `tube_amp`
-(two 12AX7 stages with Koren's triode model). Each maps float audio to
-volts (1.0 = 1 V peak, a hot guitar) at its input and volts back to float
-at its output, so a netlist alone defines the device.
+header says where it comes from and which models it uses): `ts808` (Tube
+Screamer clipping, tone and volume stages), `fuzzface` (two-transistor
+silicon Fuzz Face), `tube_amp` (two 12AX7 stages, Koren's triode model).
+Each maps float audio to volts at its input (1.0 = 1 V peak, a hot guitar)
+and its `out` node back to float, so a netlist alone defines the device.
+Needs Debian's ngspice (apt-get install ngspice; 39.3 in Debian 12).
 
 How a signal goes through (`simulate`):
 
-  * The input is written as a two-column text file (sample index, value)
-    that XSPICE's `filesource` code model reads with `timescale` = the
-    sample period and linear interpolation between samples. (ngspice 39,
-    Debian 12's, rejects PWL's `file=`; filesource ships in Debian's
-    ngspice package, `analog.cm`.)
-  * ngspice runs in batch mode (`ngspice -b`), a transient analysis with
-    TSTEP = one sample period, `.options interp` (the output is stored on
-    the sample grid, linearly interpolated from the solver's own steps)
-    and TMAX = 1 / (STEPS_PER_SAMPLE * sample_rate): at least 4 solver steps
-    per sample, so the trapezoidal rule's error stays small up to 20 kHz
-    (a first-order RC at 10 kHz is within 0.01 dB of its exact response)
-    while the solver may still take smaller steps where a diode or a
-    transistor switches. The output is written as a binary rawfile and read
-    back with numpy.
+  * The input is written as a two-column text file (time in samples,
+    value) that XSPICE's `filesource` code model reads, interpolating
+    linearly between samples (a first-order-hold DAC). ngspice 39 rejects
+    PWL's `file=`; filesource is in the ngspice package (analog.cm).
+  * Sample n reaches the circuit at n + INPUT_DELAY sample periods, a
+    quarter sample late. The output is read at the sample
+    instants, linearly interpolated between the solver's steps, and the
+    solver's step after a sample instant may reach a quarter sample past
+    it: with the delay, that step still sees only samples up to n, so the
+    output at n depends on the input up to n only (an impulse at sample n
+    moves nothing before n, and does move n).
+  * ngspice runs in batch mode (`ngspice -b`): a transient analysis with
+    TSTEP = the sample period, `.options interp` (output stored on the
+    sample grid) and TMAX = TSTEP / STEPS_PER_SAMPLE, at least 4 solver
+    steps per sample (more where a diode or transistor switches, by the
+    solver's own error control), and reltol 1e-4 (the netlists' .options).
+    Against 32 steps per sample, on 2 s of plucked strings peaking at 0.9:
+    ESR 5.7e-9 (ts808), 1.6e-8 (fuzzface), 2.1e-8 (tube_amp) at 4 steps,
+    ngspice's default reltol 1e-3 gave 3.3e-8 and 1.5e-5 (ts808, fuzzface:
+    its edges take about a microsecond, and a sample on an edge is where
+    errors show). The output is the circuit's voltage at the sample instants
+    with no anti-alias filter: harmonics above Nyquist alias, as a
+    per-sample waveshaper's do.
   * The transient starts from the circuit's DC operating point (ngspice
-    solves it before the first step: coupling capacitors charged, tubes and
-    transistors biased) with the input held at its first sample, so there
-    is no start-up thump and no lead-in to discard.
-  * Long signals are cut into CHUNK_SECONDS pieces at fixed times (so a
-    signal's first minute comes out the same whatever follows it), each
-    simulated after WARMUP_SECONDS of the audio before it, which is then
-    discarded; the pieces run in parallel (`jobs`). The warm-up is 20 times
-    the longest time constant of these circuits (the TS-808's output
-    coupling, 1 uF into 101k), so a piece joins the previous one to within
-    float32 rounding (checked in circuit_check.py).
+    solves it before the first step: coupling capacitors charged, tubes
+    and transistors biased) with the input held at its first sample: no
+    start-up thump, no lead-in to discard. Silence in gives at most 1e-8
+    out.
+  * A signal is simulated in one piece by default (a minute at 44.1 kHz is
+    an 85 MB input file and 42 MB of output), one sample longer than it is
+    (ngspice's last step ends on a breakpoint; the extra sample is
+    dropped): the output up to sample n depends on the input up to n only,
+    and a signal's first seconds come out bit for bit the same whatever
+    follows them (tests/test_circuits.py). With `jobs` > 1 it is cut into
+    CHUNK_SECONDS pieces at fixed times, each simulated after
+    WARMUP_SECONDS of the audio before it (discarded), `jobs` at a time.
+    The warm-up is 9 times the longest time constant here (tube_amp's B+
+    filter, 22 uF x 10k); still, where pieces join the output differs from
+    the one-piece output by the solver's step history: over the first
+    21 s of emu's test signal, ESR 7.5e-7 (ts808), 6.4e-8 (fuzzface),
+    3.8e-7 (tube_amp), at most 7e-3 in one sample (circuit_check.py
+    --join_check).
+
+Speed, 60 s of emu's test signal at 44.1 kHz in one piece, CPU seconds per
+second of audio (wall on a 2-core machine at load 4-5): ts808 3.1 (4.7),
+fuzzface 6.9 (7.5), tube_amp 4.4 (4.7); a minute of audio is 3-7 CPU
+minutes. Sines are cheaper (1-4 s/s); noise at full scale is what costs.
 
 Deterministic: same input, same output (ngspice has no random state here;
 it runs with HOME and the working directory set to a fresh folder, so no
@@ -53,6 +76,7 @@ CIRCUIT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                            "circuits")
 PACKAGE = "ngspice"  # the Debian package: apt-get install ngspice
 STEPS_PER_SAMPLE = 4
+INPUT_DELAY = 0.25  # samples; at most 1 / steps_per_sample (causality)
 CHUNK_SECONDS = 10.0
 WARMUP_SECONDS = 2.0
 TIMEOUT_S = 3600
@@ -141,25 +165,24 @@ def _run_once(netlist: str, x: np.ndarray, sample_rate: int,
   """One ngspice run over all of x; float64 output on x's sample grid."""
   exe = require_ngspice()
   n = len(x)
-  padded = n < 2  # a transient needs TSTOP > 0
-  if padded:
-    x = np.concatenate([x, x[-1:]])
+  # One sample more, dropped after: ngspice ends on a breakpoint at TSTOP,
+  # which moves the last sample (1e-6); this also gives TSTOP > 0 for n = 1.
+  x = np.concatenate([x, x[-1:]])
   tstep = 1.0 / sample_rate
   with tempfile.TemporaryDirectory(prefix="emu_spice_") as tmp:
     in_path = os.path.join(tmp, "in.txt")
     out_path = os.path.join(tmp, "out.raw")
     cir_path = os.path.join(tmp, "circuit.cir")
-    # time in samples, value: filesource scales the time by timescale =
-    # tstep. Sample n sits at n + 1/steps_per_sample, a row at 0 holds
-    # x[0] from the operating point on (see the module docstring).
-    delay = 1.0 / steps_per_sample
-    times = np.concatenate([[0.0], np.arange(len(x)) + delay])
+    # time in samples, value: filesource scales the time by `timescale`,
+    # which is the sample period. Sample n sits at n + INPUT_DELAY, a row at
+    # 0 holds x[0] from the operating point on (see the module docstring).
+    times = np.concatenate([[0.0], np.arange(len(x)) + INPUT_DELAY])
     values = np.concatenate([x[:1], x]).astype(np.float64)
-    rows = np.column_stack([times, values])
-    np.savetxt(in_path, rows, fmt=("%.6f", "%.9e"))
+    np.savetxt(in_path, np.column_stack([times, values]),
+               fmt=("%.6f", "%.9e"))
     with open(cir_path, "w") as f:
       f.write(_fill(netlist, INPUT=in_path, OUTPUT=out_path,
-                    TSTEP=f"{tstep:.17g}",
+                    TIMESCALE=f"{tstep:.17g}", TSTEP=f"{tstep:.17g}",
                     TSTOP=f"{(len(x) - 1) * tstep:.17g}",
                     TMAX=f"{tstep / steps_per_sample:.17g}", NODE=node))
     env = dict(os.environ, HOME=tmp, OMP_NUM_THREADS="1")
@@ -184,7 +207,7 @@ def _run_once(netlist: str, x: np.ndarray, sample_rate: int,
 
 def simulate(circuit: str, x, sample_rate: int, *,
              steps_per_sample: int = STEPS_PER_SAMPLE,
-             chunk_seconds: float = CHUNK_SECONDS,
+             chunk_seconds: float = None,
              warmup_seconds: float = WARMUP_SECONDS,
              jobs: int = 1, node: str = "out",
              params: dict = None) -> np.ndarray:
@@ -197,10 +220,10 @@ def simulate(circuit: str, x, sample_rate: int, *,
     x: float [time] audio, 1.0 = the netlist's full scale.
     sample_rate: Hz.
     steps_per_sample: the solver's largest step is the sample period over
-      this.
+      this; at least 1 / INPUT_DELAY (4).
     chunk_seconds: signals longer than this are simulated in pieces of this
-      length, each after `warmup_seconds` of the audio before it (None or
-      0: one piece).
+      length, each after `warmup_seconds` of the audio before it; 0: one
+      piece; None (default): CHUNK_SECONDS when jobs > 1, else one piece.
     jobs: pieces simulated at once (ngspice processes).
     node: the node whose voltage comes back (`out`, the device's output, or
       an inner node for checks, in volts).
@@ -215,6 +238,9 @@ def simulate(circuit: str, x, sample_rate: int, *,
   x = np.asarray(x, np.float32)
   if x.ndim != 1:
     raise ValueError(f"a device takes mono [time] audio, got shape {x.shape}")
+  if steps_per_sample * INPUT_DELAY < 1:
+    raise ValueError(f"steps_per_sample={steps_per_sample}: at least "
+                     f"{1 / INPUT_DELAY:g} keep the output causal")
   sample_rate = int(sample_rate)
   n = len(x)
   if n == 0:
@@ -222,6 +248,8 @@ def simulate(circuit: str, x, sample_rate: int, *,
   with open(netlist_path(circuit)) as f:
     netlist = _with_params(f.read(), params)
   require_ngspice()
+  if chunk_seconds is None:
+    chunk_seconds = CHUNK_SECONDS if jobs > 1 else 0
   chunk = int(round(chunk_seconds * sample_rate)) if chunk_seconds else n
   warm = int(round(warmup_seconds * sample_rate))
   pieces = []  # (start of the audio simulated, first kept, end)
