@@ -11,6 +11,7 @@ missing. Signals are a tenth of a second or less.
 import numpy as np
 import pytest
 
+from benchmarks import circuit_check
 from benchmarks import devices
 from benchmarks import lv2
 from benchmarks import spice
@@ -32,21 +33,12 @@ def _need_plugin(name):
 
 
 def _sine(freq, level_db, seconds=0.08):
-  t = np.arange(int(seconds * RATE)) / RATE
-  return (10 ** (level_db / 20) * np.sin(2 * np.pi * freq * t)).astype(
-      np.float32)
+  return circuit_check.sine(freq, level_db, seconds)
 
 
 def _harmonics(y, freq, n=5):
   """Amplitudes of harmonics 1..n over the second half (least squares)."""
-  y = np.asarray(y, np.float64)
-  start = len(y) // 2
-  t = np.arange(start, len(y)) / RATE
-  cols = [f(2 * np.pi * k * freq * t) for k in range(1, n + 1)
-          for f in (np.sin, np.cos)]
-  a = np.column_stack(cols + [np.ones_like(t)])
-  c, *_ = np.linalg.lstsq(a, y[start:], rcond=None)
-  return np.hypot(c[0:-1:2], c[1:-1:2])
+  return circuit_check.harmonics(y, freq, n)[0]
 
 
 def _impulse(n=2048, at=1000, value=0.1):
