@@ -49,14 +49,17 @@ How a signal goes through (`simulate`):
     The warm-up is 9 times the longest time constant here (tube_amp's B+
     filter, 22 uF x 10k); still, where pieces join the output differs from
     the one-piece output by the solver's step history: over the first
-    21 s of emu's test signal, ESR 7.5e-7 (ts808), 6.4e-8 (fuzzface),
-    3.8e-7 (tube_amp), at most 7e-3 in one sample (circuit_check.py
+    21 s of emu's test signal, ESR 1.7e-8 (ts808), 6.4e-8 (fuzzface),
+    8.4e-8 (tube_amp), at most 7e-3 in one sample (circuit_check.py
     --join_check).
 
 Speed, 60 s of emu's test signal at 44.1 kHz in one piece, CPU seconds per
-second of audio (wall on a 2-core machine at load 4-5): ts808 3.1 (4.7),
-fuzzface 6.9 (7.5), tube_amp 4.4 (4.7); a minute of audio is 3-7 CPU
-minutes. Sines are cheaper (1-4 s/s); noise at full scale is what costs.
+second of audio (wall on the 2-core machine, load 1-5): ts808 5.3 (5.8),
+fuzzface 6.6 (6.8), tube_amp 7.3 (7.4), so a minute of audio takes 5-7
+minutes of one core; `jobs=2` splits it over two. With ngspice's default
+reltol (1e-3) ts808 and tube_amp took 3.1 and 4.4 (fuzzface 6.9 at 1e-4).
+Sines cost less (1-4 s/s); the test signal's full-scale noise is what
+costs.
 
 Deterministic: same input, same output (ngspice has no random state here;
 it runs with HOME and the working directory set to a fresh folder, so no
