@@ -17,7 +17,8 @@ output at sample t depends on the input up to t only.
   emu_compressor    emu.effects.compressor with pb_compressor's settings
 
 Nine more are circuits and plugins nobody here wrote, run by Debian
-programs (`needs` names the Debian packages; apt-get install them):
+programs (`apt` names the Debian packages; apt-get install them;
+`unavailable(device)` says which are missing here):
 
   spice_ts808       Tube Screamer clipping + tone + volume stages (ngspice)
   spice_fuzzface    two-transistor silicon Fuzz Face (ngspice)
@@ -29,8 +30,8 @@ programs (`needs` names the Debian packages; apt-get install them):
 The netlists are benchmarks/circuits/*.cir (benchmarks/spice.py runs them;
 1.0 = 1 V at the input); the plugins' settings are benchmarks/lv2.py's
 PLUGINS; benchmarks/circuit_check.py measures them all. These too answer
-an impulse at once and change nothing before it (the SPICE circuits' rest
-output is up to 1e-8, not exactly 0); the SPICE circuits lag a quarter
+an impulse at once and change nothing before it (at rest the SPICE
+circuits give up to 1e-8 and swh_valve 4e-26, not exactly 0); the SPICE circuits lag a quarter
 sample (the input reaches each sample 1/4 sample late, see spice.py), and
 lv2_mda_combo's speaker filter and lv2_calf_saturator's internal
 filters delay the bulk of the response by about 5 and 1 samples.
@@ -43,6 +44,7 @@ a playing level.
 
 import dataclasses
 import glob
+import importlib.util
 import math
 from typing import Callable
 
@@ -65,7 +67,8 @@ class Device:
   name: str
   description: str
   process: Callable[[np.ndarray, int], np.ndarray]
-  needs: str = ""  # the pip package it imports, if any
+  needs: str = ""  # the pip module it imports, if any
+  apt: str = ""  # the Debian packages it runs, if any
 
 
 def _as_input(x) -> np.ndarray:
@@ -160,28 +163,44 @@ DEVICES = {d.name: d for d in (
            "20 ms, release 200 ms, 6 dB knee", emu_compressor),
     Device("spice_ts808", "ngspice: Tube Screamer TS-808 clipping stage "
            "(Drive max, 1N914 pair) -> tone -> volume, 1 V = full scale",
-           spice_circuit("ts808"), "ngspice"),
+           spice_circuit("ts808"), apt="ngspice"),
     Device("spice_fuzzface", "ngspice: Fuzz Face, two BC108, Fuzz 0.5, "
-           "1 V = full scale", spice_circuit("fuzzface"), "ngspice"),
+           "1 V = full scale", spice_circuit("fuzzface"), apt="ngspice"),
     Device("spice_tube_amp", "ngspice: two 12AX7 common-cathode stages "
            "(Koren model), 100k/1.5k+25uF, speaker-like low-pass, 1 V = "
-           "full scale", spice_circuit("tube_amp"), "ngspice"),
+           "full scale", spice_circuit("tube_amp"), apt="ngspice"),
     Device("lv2_mda_overdrive", "LV2 mda Overdrive, Drive 100%, Output -2 dB",
-           lv2_plugin("mda_overdrive"), "lilv-utils mda-lv2"),
+           lv2_plugin("mda_overdrive"), apt="lilv-utils mda-lv2"),
     Device("lv2_mda_combo", "LV2 mda Combo amp simulator, small combo, "
-           "Drive 0.8", lv2_plugin("mda_combo"), "lilv-utils mda-lv2"),
+           "Drive 0.8", lv2_plugin("mda_combo"), apt="lilv-utils mda-lv2"),
     Device("lv2_calf_saturator", "LV2 Calf Saturator, input x2, Saturation "
            "10, output x0.5", lv2_plugin("calf_saturator"),
-           "lilv-utils calf-plugins"),
+           apt="lilv-utils calf-plugins"),
     Device("lv2_invada_tube", "LV2 Invada Tube Distortion, Drive 0 dB, Mix "
            "100%, x0.85", lv2_plugin("invada_tube"),
-           "lilv-utils invada-studio-plugins-lv2"),
+           apt="lilv-utils invada-studio-plugins-lv2"),
     Device("lv2_swh_valve", "LV2 SWH Valve saturation, level 0.5, character "
-           "0.8, x0.85", lv2_plugin("swh_valve"), "lilv-utils swh-lv2"),
+           "0.8, x0.85", lv2_plugin("swh_valve"), apt="lilv-utils swh-lv2"),
     Device("lv2_calf_compressor", "LV2 Calf Mono Compressor -20 dB, 4:1, "
            "attack 20 ms, release 200 ms, x0.85", lv2_plugin("calf_compressor"),
-           "lilv-utils calf-plugins"),
+           apt="lilv-utils calf-plugins"),
 )}
+
+
+def unavailable(dev: Device) -> str:
+  """Why `dev` cannot run on this machine, naming what to install; '' if it can."""
+  if dev.needs and importlib.util.find_spec(dev.needs) is None:
+    return f"{dev.name} needs {dev.needs}: pip install {dev.needs}"
+  if dev.name.startswith("spice_"):
+    from benchmarks import spice  # pylint: disable=g-import-not-at-top
+    if not spice.available():
+      return f"{dev.name} needs ngspice: apt-get install ngspice"
+  if dev.name.startswith("lv2_"):
+    from benchmarks import lv2  # pylint: disable=g-import-not-at-top
+    missing = lv2.missing_packages([lv2.PLUGINS[dev.name[4:]].uri])
+    if missing:
+      return f"{dev.name} needs apt-get install {' '.join(missing)}"
+  return ""
 
 
 def device(name: str) -> Device:

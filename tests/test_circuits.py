@@ -80,7 +80,8 @@ def test_every_new_device_names_its_debian_packages():
   for d in new:
     expected = ({"ngspice"} if d.name.startswith("spice_") else
                 {"lilv-utils", lv2.PLUGINS[d.name[4:]].package})
-    assert set(d.needs.split()) == expected, d.name
+    assert set(d.apt.split()) == expected, d.name
+    assert not d.needs, d.name
   assert sorted(spice.circuits()) == ["fuzzface", "ts808", "tube_amp"]
 
 

@@ -28,8 +28,9 @@ def _probe(n=RATE // 2):
 
 def _device(name):
   dev = devices.device(name)
-  if dev.needs:
-    pytest.importorskip(dev.needs)
+  reason = devices.unavailable(dev)
+  if reason:
+    pytest.skip(reason)
   return dev
 
 
@@ -51,7 +52,11 @@ def test_given_an_impulse_when_played_then_nothing_comes_before_it(name):
   x = np.zeros(4096, np.float32)
   x[1000] = 0.5
   y = dev.process(x, RATE)
-  assert np.all(y[:1000] == 0.0)  # causal, no latency, no lookahead
+  # Causal, no lookahead. A SPICE circuit or an LV2 plugin at rest sits
+  # near 0, not at it (a solver's tolerance, up to 1e-8; swh_valve's
+  # denormal guard, 4e-26): within 1e-7. pedalboard and emu give exactly 0.
+  rest = 1e-7 if dev.apt else 0.0
+  assert np.max(np.abs(y[:1000])) <= rest
   assert abs(y[1000]) > 1e-3  # answers at once: latency 0
 
 
