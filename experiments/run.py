@@ -17,7 +17,9 @@ through JAX's own runtime: start the same command on each with
 
 import inspect
 import os
+import signal
 import sys
+import threading
 
 from absl import app
 from absl import flags
@@ -113,6 +115,23 @@ def start_distributed():
                jax.device_count())
 
 
+def redeliver_dropped_interrupts():
+  """A Ctrl-C that lands in a callback Python cannot raise from (JAX's
+  garbage-collection hook) would be printed as an ignored exception and
+  dropped, the run going on: send it again, to stop the run a moment
+  later where it can."""
+  default = sys.unraisablehook
+
+  def hook(unraisable):
+    if unraisable.exc_type and issubclass(unraisable.exc_type,
+                                          KeyboardInterrupt):
+      threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+      return
+    default(unraisable)
+
+  sys.unraisablehook = hook
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -128,6 +147,7 @@ def main(argv):
       print(f"audition candidate {label}: "
             f"{pipeline.parameter_count(candidate)} parameters")
     return 0
+  redeliver_dropped_interrupts()
   try:
     report = pipeline.run(cfg, FLAGS.workdir, overwrite=FLAGS.overwrite,
                           flags_text=FLAGS.flags_into_string())

@@ -323,3 +323,25 @@ def test_ctrl_c_says_how_to_resume_and_resumes(tmp_path):
   status, stderr = _interrupt_once(workdir, "resuming")
   assert status == 130, stderr[-3000:]
   assert f"resuming {workdir} from epoch" in stderr
+
+
+def test_a_ctrl_c_python_drops_in_a_callback_is_sent_again(monkeypatch):
+  """A KeyboardInterrupt raised in a __del__ or a gc callback (JAX's) is
+  printed and dropped by Python; run.py's hook sends SIGINT once more."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(
+      "run_py", os.path.join(os.path.dirname(os.path.dirname(
+          os.path.abspath(__file__))), "experiments", "run.py"))
+  run_py = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(run_py)
+  monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+  run_py.redeliver_dropped_interrupts()
+
+  class InterruptedWhileCollected:
+
+    def __del__(self):
+      raise KeyboardInterrupt
+
+  with pytest.raises(KeyboardInterrupt):
+    InterruptedWhileCollected()  # dropped at once: Python ignores it
+    time.sleep(5.0)  # the hook's SIGINT arrives here
