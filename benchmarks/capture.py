@@ -136,6 +136,43 @@ def held_out(recording: Recording, device, material: dict) -> HeldOut:
   return HeldOut(inputs, targets, score_from)
 
 
+def prepare(device, folder: str, sample_rate: int, seconds: float,
+            material: dict):
+  """(Recording, HeldOut) for a device: `record` and `held_out` (and the
+  held-out inputs in folder/inputs.npz, as `save_inputs`), or what an
+  earlier call left in `folder` for the same device, length, rate and
+  material (a SPICE circuit takes minutes per minute of audio)."""
+  stamp = {"device": device.name, "description": device.description,
+           "seconds": seconds, "sample_rate": sample_rate,
+           "material": {k: len(v) for k, v in sorted(material.items())}}
+  stamp_path = os.path.join(folder, "prepared.json")
+  held_path = os.path.join(folder, "held_out.npz")
+  if all(os.path.exists(p) for p in (stamp_path, held_path, os.path.join(
+      folder, "inputs.npz"))):
+    with open(stamp_path) as f:
+      if json.load(f) == stamp:
+        rec_dir = os.path.join(folder, "recording")
+        info = sf.info(os.path.join(rec_dir, "input.wav"))
+        rec = Recording(os.path.join(rec_dir, "input.wav"),
+                        os.path.join(rec_dir, "recorded.wav"),
+                        int(info.samplerate), int(info.frames))
+        with np.load(held_path) as z:
+          held = HeldOut(
+              {k[2:]: z[k] for k in z.files if k.startswith("x/")},
+              {k[2:]: z[k] for k in z.files if k.startswith("y/")},
+              {k[2:]: int(z[k]) for k in z.files if k.startswith("s/")})
+        return rec, held
+  rec = record(device, sample_rate, seconds, os.path.join(folder, "recording"))
+  held = held_out(rec, device, material)
+  np.savez(held_path, **{f"x/{k}": v for k, v in held.inputs.items()},
+           **{f"y/{k}": v for k, v in held.targets.items()},
+           **{f"s/{k}": v for k, v in held.score_from.items()})
+  save_inputs(held, os.path.join(folder, "inputs.npz"))
+  with open(stamp_path, "w") as f:
+    json.dump(stamp, f)  # last: a stamp means both are complete
+  return rec, held
+
+
 def save_inputs(held: HeldOut, path: str):
   """An npz of x/<name> inputs, what both predictors read."""
   np.savez(path, **{f"x/{k}": v for k, v in held.inputs.items()})

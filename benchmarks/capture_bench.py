@@ -14,7 +14,13 @@ model: ESR on real voice, on real music (benchmarks/devices.
 program_material: never trained on) and on the held-out end of the test
 signal, training seconds and epochs, parameters, and the offline
 real-time factor on one thread. The load average is printed with every
-row: the machine may be shared. --skip_nam trains emu only.
+row: the machine may be shared. --skip_nam trains emu only, --skip_emu
+NAM only; --prepare_only records the devices and stops. A device's
+recording and held-out targets are kept in WORKDIR and reused by later
+runs (capture.prepare), so that two benches side by side, one per core
+(`taskset -c 0 ... --skip_nam`, `taskset -c 1 ... --skip_emu`), share
+them; --emu_label names the emu run, to bench several recipes on one
+recording.
 
 Results: WORKDIR/<seconds>s/<device>/{recording,emu,nam_<preset>} and
 WORKDIR/capture_bench.json (or --out).
@@ -53,6 +59,15 @@ def _define_flags():
   flags.DEFINE_list("nam_models", ["lstm_standard", "wavenet_standard"],
                     f"NAM presets to train ({', '.join(nam_train.PRESETS)}).")
   flags.DEFINE_bool("skip_nam", False, "Train and score emu only.")
+  flags.DEFINE_bool("skip_emu", False, "Train and score NAM only (e.g. on "
+                    "the other core, beside an emu-only bench in the same "
+                    "--workdir).")
+  flags.DEFINE_bool("prepare_only", False,
+                    "Record each device and its held-out targets into "
+                    "--workdir, then stop (later runs reuse them).")
+  flags.DEFINE_string("emu_label", "emu",
+                      "The emu row's name and run folder (to bench several "
+                      "recipes on one recording).")
   flags.DEFINE_string("nam_python", None,
                       "NAM venv's python (default $EMU_NAM_PYTHON or "
                       f"{capture.DEFAULT_NAM_PYTHON}).")
@@ -99,15 +114,16 @@ def _load() -> str:
 def emu_row(rec, held, lag, folder, threads) -> dict:
   """Trains emu on the recording, predicts the held-out set, scores it."""
   started = _load()
-  done = capture.train_emu(rec, os.path.join(folder, "emu"), FLAGS.budget_s,
-                           FLAGS.emu_flagfile, FLAGS.emu_flag, threads)
+  run = os.path.join(folder, FLAGS.emu_label)
+  done = capture.train_emu(rec, run, FLAGS.budget_s, FLAGS.emu_flagfile,
+                           FLAGS.emu_flag, threads)
   ended = _load()
   report = done["report"]
-  predicted = capture.predict_emu(os.path.join(folder, "emu"),
-                                  os.path.join(folder, "inputs.npz"),
-                                  os.path.join(folder, "emu_outputs.npz"),
-                                  FLAGS.rtf_seconds)
-  return {"model": f"emu {report['model']}",
+  predicted = capture.predict_emu(
+      run, os.path.join(folder, "inputs.npz"),
+      os.path.join(folder, f"{FLAGS.emu_label}_outputs.npz"),
+      FLAGS.rtf_seconds)
+  return {"model": f"{FLAGS.emu_label} {report['model']}",
           "parameters": predicted["parameters"],
           "epochs": report.get("epochs"),
           "train_s": report.get("train_seconds"), "wall_s": done["wall_s"],
@@ -134,16 +150,18 @@ def bench_device(name, material, root, threads) -> list:
   """Every model's row for one device."""
   dev = devices_lib.device(name)
   folder = os.path.join(root, f"{FLAGS.seconds:g}s", name)
-  rec = capture.record(dev, FLAGS.sample_rate, FLAGS.seconds,
-                       os.path.join(folder, "recording"))
+  rec, held = capture.prepare(dev, folder, FLAGS.sample_rate, FLAGS.seconds,
+                              material)
   lag = capture.latency(rec)
-  held = capture.held_out(rec, dev, material)
-  capture.save_inputs(held, os.path.join(folder, "inputs.npz"))
   print(f"{name}: {dev.description}; recorded {FLAGS.seconds:g} s at "
         f"{rec.sample_rate} Hz, latency {lag} samples (both sides "
         "compensate it alike)", flush=True)
-  rows = [emu_row(rec, held, lag, folder, threads)]
-  print(table_line(name, rows[-1]), flush=True)
+  if FLAGS.prepare_only:
+    return []
+  rows = []
+  if not FLAGS.skip_emu:
+    rows.append(emu_row(rec, held, lag, folder, threads))
+    print(table_line(name, rows[-1]), flush=True)
   if not FLAGS.skip_nam:
     for preset in FLAGS.nam_models:
       rows.append(nam_row(rec, held, lag, folder, preset, threads))
@@ -180,7 +198,10 @@ def main(argv):
     raise ValueError(f"--threads must be at least 1, got {FLAGS.threads}")
   if FLAGS.budget_s <= 0:
     raise ValueError(f"--budget_s must be positive, got {FLAGS.budget_s}")
-  if not FLAGS.skip_nam:
+  if FLAGS.skip_nam and FLAGS.skip_emu:
+    raise ValueError("--skip_nam and --skip_emu leave nothing to train; "
+                     "--prepare_only records the devices alone")
+  if not FLAGS.skip_nam and not FLAGS.prepare_only:
     python = FLAGS.nam_python or capture.nam_python()
     if not os.path.exists(python):
       raise FileNotFoundError(
@@ -208,7 +229,8 @@ def main(argv):
   with open(out, "w") as f:
     json.dump({"flags": {k: FLAGS[k].value for k in (
         "devices", "seconds", "sample_rate", "budget_s", "nam_models",
-        "skip_nam", "emu_flagfile", "emu_flag", "material_seconds",
+        "skip_nam", "skip_emu", "emu_label", "emu_flagfile", "emu_flag",
+        "material_seconds",
         "rtf_seconds")}, "threads": threads,
                "wall_s": time.perf_counter() - start, "rows": rows}, f,
               indent=1)
