@@ -8,16 +8,22 @@ and tanh (its Fourier series and, on uniform noise, its closed-form RMS).
 import json
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.signal
 import soundfile as sf
 
 from emu import config as config_lib
+from emu import models
 from emu import signals
 from emu.capture import testsignal
 from emu.data import files as files_lib
 from emu.report import device_compare
+from emu.report import evaluate
+from emu.report import plots
+from emu.report import run_page
 
 RATE = 16000
 
@@ -239,3 +245,60 @@ def test_the_recording_is_found_where_latency_trimmed_it(made, tmp_path, lag):
   np.testing.assert_allclose(np.subtract(gain["device_rms_dbfs"],
                                          gain["input_rms_dbfs"]),
                              20 * math.log10(0.5), atol=0.011)
+
+
+def test_a_run_on_the_test_signal_reports_device_and_model(made, tmp_path):
+  # Given a model evaluated on a recording of the test signal,
+  cfg = _write_pair(tmp_path, made, lambda x: np.tanh(2 * x)).replace(
+      model="lstm", model_kwargs={"hidden_size": 4})
+  dataset = files_lib.files_dataset(cfg.train_input, cfg.train_target)
+  model = models.build_model(cfg)
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 1)))
+  workdir = tmp_path / "run"
+  evaluate.evaluate(model, params, dataset, str(workdir), cfg=cfg,
+                    stream_blocks=())
+  report = json.loads((workdir / "report.json").read_text())
+  # then report.json holds the four measurements of both sides,
+  result = report[device_compare.KEY]
+  assert set(result) >= {"gain", "frequency_response", "harmonics",
+                         "error_over_time"}
+  gain = result["gain"]
+  assert len(gain["model_rms_dbfs"]) == len(gain["parts"]) == 9
+  white_30 = gain["parts"].index("white_-30dB")
+  assert (gain["device_rms_dbfs"][white_30] -
+          gain["input_rms_dbfs"][white_30]) == pytest.approx(
+              20 * math.log10(2), abs=0.05)  # tanh(2x) is 2x when quiet
+  assert all(len(c["model_db"]) == len(result["frequency_response"][
+      "freqs_hz"]) for c in result["frequency_response"]["curves"])
+  # and the page shows them with their figures, not again under Plots.
+  page = open(run_page.write_report_html(str(workdir),
+                                         listening_test=False)).read()
+  assert "Device and model on the test signal" in page
+  assert "device THD (%)" in page and "white_-30dB" in page
+  if plots.available():
+    for name in device_compare.PLOT_FILES.values():
+      assert (workdir / "plots" / name).exists()
+      assert page.count(f'alt="{name}"') == 1
+
+
+def test_a_recording_of_another_signal_says_why_it_has_no_section(
+    made, tmp_path):
+  # Given a pair whose input has no layout beside it,
+  cfg = _write_pair(tmp_path, made, lambda x: 0.5 * x, layout=False)
+  dataset = files_lib.files_dataset(cfg.train_input, cfg.train_target)
+  note = device_compare.recording(dataset, cfg)
+  # then there is one line saying why, and none at all for other data;
+  assert isinstance(note, str) and "in.layout.json" in note
+  assert "not emu's test signal" in note
+  assert device_compare.recording(dataset, cfg.replace(
+      dataset="thesis_mini", train_input="", train_target="")) is None
+  # the page shows that line where the section would be.
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "report.json").write_text(json.dumps(
+      {"model": "lstm", "dataset": "files_in", "val1": {"esr": 0.1},
+       device_compare.KEY: {"skipped": note}}))
+  page = open(run_page.write_report_html(str(workdir),
+                                         listening_test=False)).read()
+  assert "Device and model on the test signal" in page
+  assert "not emu&#x27;s test signal" in page
