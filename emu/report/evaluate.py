@@ -7,7 +7,9 @@
                     it was trained and validated at, the streaming speed
                     (and how it was measured) and, for effects with a known
                     response, the model's response error against the true
-                    one (small-signal impulse and full-scale noise)
+                    one (small-signal impulse and full-scale noise); for a
+                    recording of emu's test signal, the device beside the
+                    model ("device_vs_model": `emu.report.device_compare`)
   audio/            input, target, output and difference WAVs per set
   plots/            the thesis's figures (when matplotlib is installed)
 """
@@ -22,6 +24,7 @@ import soundfile as sf
 from emu import data as data_lib
 from emu import effects
 from emu import metrics
+from emu.report import device_compare
 from emu.report import plots
 from emu import stream
 from emu.report import speed
@@ -350,6 +353,7 @@ def evaluate(model, params, dataset, workdir, cfg=None, history=None,
       dataset.val1.input.shape[-1])
   report.update(_behaviour(model, params, dataset.sample_rate, channels, cfg,
                            plot_dir))
+  report.update(_device_vs_model(model, params, dataset, cfg, plot_dir))
   if plot_dir and history:
     plots.training_curves(history,
                           os.path.join(plot_dir, "training_curves.png"))
@@ -406,6 +410,26 @@ def _behaviour(model, params, sample_rate, channels, cfg, plot_dir) -> dict:
     plots.frequency_response(freqs, responses,
                              os.path.join(plot_dir, "frequency_response.png"))
   return out
+
+
+def _device_vs_model(model, params, dataset, cfg, plot_dir) -> dict:
+  """report.json's "device_vs_model" of a run on emu's test signal: the
+  recorded device beside the model's output on the whole input, from
+  rest (`emu.report.device_compare`), and its figures; for another
+  recording of dataset 'files', {"skipped": why}; {} for other data."""
+  found = device_compare.recording(dataset, cfg)
+  if found is None:
+    return {}
+  if isinstance(found, str):
+    logging.info("%s", found)
+    return {device_compare.KEY: {"skipped": found}}
+  x, device, layout, val1_start = found
+  result = device_compare.compare(x, device, predict(model, params, x),
+                                  layout, dataset.sample_rate, val1_start)
+  if plot_dir:
+    device_compare.write_plots(result, plot_dir)
+  logging.info("device vs model: %s", device_compare.summary(result))
+  return {device_compare.KEY: result}
 
 
 def _streaming(model, params, workdir, block_sizes, sample_rate,

@@ -1,4 +1,7 @@
-"""The thesis's figures as PNG files (matplotlib, an optional extra).
+"""The report's figures as PNG files (matplotlib, an optional extra).
+
+The thesis's figures, and the device beside the model on the test signal
+(`emu.report.device_compare`: gain, responses, harmonics, error over time).
 
 Each function draws one figure, writes it to `path` (parent folders are
 created) and returns the path as a `pathlib.Path`. matplotlib is imported
@@ -182,4 +185,137 @@ def comparison_bars(names: Sequence[str], values: Sequence[float],
   axis.set_yscale("log" if np.all(values > 0) else "linear")
   axis.set_ylabel(ylabel)
   axis.grid(True, axis="y", which="both", alpha=0.3)
+  return _save(figure, path)
+
+
+# The device beside the model (`emu.report.device_compare`): each figure
+# draws one part of report.json's "device_vs_model", the device solid with
+# circles, the model dashed with crosses, one colour per level or kind.
+_SIDE_STYLE = {"device": {"linestyle": "-", "marker": "o"},
+               "model": {"linestyle": "--", "marker": "x"}}
+
+
+def _colours(count):
+  return [f"C{i % 10}" for i in range(count)]
+
+
+def _floats(values):
+  """A report list as floats, None (null, 'nan') as NaN: a gap."""
+  return np.array([np.nan if v is None or isinstance(v, str) else v
+                   for v in values], dtype=np.float64)
+
+
+def level_gain(gain: Mapping, path: PathLike) -> pathlib.Path:
+  """Output less input RMS level (dB) against the input's (dBFS), per kind
+  of level step (white, pink, brown noise; the sweeps), device and model."""
+  groups = {}
+  for i, kind in enumerate(gain["kinds"]):
+    groups.setdefault("sweep" if kind.startswith("sweep") else kind,
+                      []).append(i)
+  figure, (axis,) = _figure()
+  x_in = _floats(gain["input_rms_dbfs"])
+  for colour, (kind, index) in zip(_colours(len(groups)), groups.items()):
+    index = sorted(index, key=lambda i: x_in[i])
+    for side, style in _SIDE_STYLE.items():
+      out = _floats(gain[f"{side}_rms_dbfs"])
+      axis.plot(x_in[index], out[index] - x_in[index], color=colour,
+                label=f"{side}: {kind}", **style)
+  axis.set_xlabel("input RMS level (dBFS)")
+  axis.set_ylabel("gain: output - input RMS (dB)")
+  axis.set_title("Level-dependent gain (device solid, model dashed)")
+  axis.grid(True, alpha=0.3)
+  axis.legend(fontsize="small", ncol=2)
+  return _save(figure, path)
+
+
+def level_responses(response: Mapping, path: PathLike) -> pathlib.Path:
+  """|H| (dB) per input level: the sweeps in one panel, white noise in the
+  other, device and model."""
+  freqs = _floats(response["freqs_hz"])
+  panels = [(method, [c for c in response["curves"] if c["method"] == method])
+            for method in ("sweep", "noise")]
+  panels = [(m, c) for m, c in panels if c]
+  if not panels:
+    raise ValueError("level_responses: no curves to plot")
+  figure, axes = _figure(rows=len(panels), height=3.0, sharex=True)
+  for axis, (method, curves) in zip(axes, panels):
+    for colour, curve in zip(_colours(len(curves)), curves):
+      for side, style in _SIDE_STYLE.items():
+        axis.semilogx(freqs, _floats(curve[f"{side}_db"]), color=colour,
+                      markersize=3, label=f"{side}: {curve['part']} "
+                      f"({curve['peak_dbfs']:g} dBFS peak)", **style)
+    axis.set_ylabel("magnitude (dB)")
+    axis.set_title("sweeps, deconvolved" if method == "sweep" else
+                   "white noise, H1 = Pxy / Pxx", fontsize="medium")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize="x-small", ncol=2)
+  axes[-1].set_xlabel("frequency (Hz)")
+  figure.suptitle("Frequency response per input level "
+                  "(device solid, model dashed)")
+  return _save(figure, path)
+
+
+def harmonic_amplitudes(harmonics: Mapping, path: PathLike
+                        ) -> pathlib.Path:
+  """Harmonic amplitudes (dBFS) against order, one panel per sweep level,
+  one colour per fundamental, device and model."""
+  parts = list(dict.fromkeys(row["part"] for row in harmonics["rows"]))
+  if not parts:
+    raise ValueError("harmonic_amplitudes: no rows to plot")
+  orders = np.asarray(harmonics["orders"])
+  figure, axes = _figure(rows=len(parts), height=3.0, sharex=True)
+  for axis, part in zip(axes, parts):
+    rows = [r for r in harmonics["rows"] if r["part"] == part]
+    lowest = []
+    for colour, row in zip(_colours(len(rows)), rows):
+      for side, style in _SIDE_STYLE.items():
+        values = _floats(row[f"{side}_dbfs"])
+        lowest.append(np.nanmax(values) - 120.0)
+        thd = row.get(f"{side}_thd_pct")
+        axis.plot(orders, values, color=colour, label=(
+            f"{side}: {row['f0_hz']:g} Hz" +
+            (f", THD {thd:.3g}%" if thd is not None else "")), **style)
+    axis.set_ylim(bottom=min(lowest))
+    axis.set_title(f"{part} ({rows[0]['peak_dbfs']:g} dBFS peak)",
+                   fontsize="medium")
+    axis.set_ylabel("amplitude (dBFS)")
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize="x-small", ncol=2)
+  axes[-1].set_xlabel("harmonic (1 = fundamental)")
+  axes[-1].set_xticks(orders)
+  figure.suptitle("Harmonics as the sweep passes each fundamental "
+                  "(device solid, model dashed)")
+  return _save(figure, path)
+
+
+def error_over_time(error: Mapping, path: PathLike) -> pathlib.Path:
+  """The device's level and the model's error level (dBFS), and ESR, in
+  short windows across the test signal; its parts named, val1 shaded."""
+  window = float(error["window_s"])
+  times = (np.arange(len(error["esr"])) + 0.5) * window
+  figure, (levels, esr) = _figure(rows=2, height=2.8, sharex=True)
+  levels.plot(times, _floats(error["device_dbfs"]), linewidth=0.8,
+              label="device output")
+  levels.plot(times, _floats(error["error_dbfs"]), linewidth=0.8,
+              label="error: model - device")
+  esr_values = _floats(error["esr"])
+  esr.plot(times, esr_values, linewidth=0.8, color="C3")
+  if np.any(esr_values > 0):
+    esr.set_yscale("log")
+  end = times[-1] + window / 2 if times.size else 0.0
+  for axis in (levels, esr):
+    axis.axvspan(error["val1_start_s"], end, color="0.85", zorder=0,
+                 label="val1 (held out)" if axis is levels else None)
+    for part in error["parts"]:
+      axis.axvline(part["start_s"], color="0.6", linewidth=0.5)
+    axis.grid(True, alpha=0.3)
+  for part in error["parts"]:
+    levels.text(part["start_s"], 1.0, f" {part['part']}", rotation=90,
+                fontsize="xx-small", va="top", ha="left",
+                transform=levels.get_xaxis_transform())
+  levels.set_ylabel("RMS level (dBFS)")
+  levels.legend(fontsize="x-small", loc="lower left")
+  esr.set_ylabel(f"ESR per {window * 1000:g} ms")
+  esr.set_xlabel("time in the test signal (s)")
+  figure.suptitle("Where in the signal the model misses")
   return _save(figure, path)

@@ -5,8 +5,11 @@
 
 `report.html` reads `report.json`, `audio/*.wav` and `plots/*.png` (and
 `data_report.json` when there is one) and embeds everything
-(`emu.report.pages`): the metrics table, audio players for input, target, output
-and difference of each validation set (as 16-bit PCM), and the plots. It
+(`emu.report.pages`): the metrics table, the device beside the model on
+emu's test signal (`emu.report.device_compare`: its tables and figures, or
+the line saying why a recording has none), audio players for input,
+target, output and difference of each validation set (as 16-bit PCM), and
+the plots. It
 opens offline, from a file, and can be mailed as it is. It links the run's
 blind listening test, which `emu.report.listening_test` writes beside it.
 """
@@ -18,6 +21,7 @@ import os
 import numpy as np
 
 from emu.capture import datareport
+from emu.report import device_compare
 from emu.report import listening_test as listening_test_lib
 from emu.report import pages
 from emu import workdir as workdir_lib
@@ -188,19 +192,77 @@ def _audio_section(workdir, report, max_seconds):
           "".join(parts))
 
 
+def _figure(path):
+  """A PNG embedded with its file name as caption."""
+  name = os.path.basename(path)
+  with open(path, "rb") as f:
+    uri = pages.data_uri("image/png", f.read())
+  return (f"<figure><img alt=\"{html.escape(name)}\" src=\"{uri}\">"
+          f"<figcaption class=\"muted\">{html.escape(name)}</figcaption>"
+          "</figure>")
+
+
 def _plots_section(workdir):
+  """Every figure in plots/ but the device section's."""
   plot_dir = workdir_lib.path(workdir, workdir_lib.PLOTS)
   if not os.path.isdir(plot_dir):
     return ""
-  figures = []
-  for name in sorted(os.listdir(plot_dir)):
-    if name.endswith(".png"):
-      with open(os.path.join(plot_dir, name), "rb") as f:
-        uri = pages.data_uri("image/png", f.read())
-      figures.append(f"<figure><img alt=\"{html.escape(name)}\" "
-                     f"src=\"{uri}\"><figcaption class=\"muted\">"
-                     f"{html.escape(name)}</figcaption></figure>")
+  shown = set(device_compare.PLOT_FILES.values())
+  figures = [_figure(os.path.join(plot_dir, name))
+             for name in sorted(os.listdir(plot_dir))
+             if name.endswith(".png") and name not in shown]
   return "<h2>Plots</h2>" + "".join(figures) if figures else ""
+
+
+def _number(value, digits=2):
+  return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _cell(value):
+  return "-" if value is None else _fmt(value)
+
+
+def _device_tables(result):
+  """The gain per level step, THD per sweep, and ESR per part."""
+  gain = result["gain"]
+  rows = []
+  for part, x, d, m in zip(gain["parts"], gain["input_rms_dbfs"],
+                           gain["device_rms_dbfs"], gain["model_rms_dbfs"]):
+    gains = [None if v is None or x is None else v - x for v in (d, m)]
+    rows.append([html.escape(part), _number(x, 1)] +
+                [_number(g) for g in gains])
+  tables = [_table(["level step", "input RMS (dBFS)", "device gain (dB)",
+                    "model gain (dB)"], rows)]
+  tables.append(_table(
+      ["sweep", "fundamental (Hz)", "device THD (%)", "model THD (%)"],
+      [[f"{html.escape(r['part'])} ({r['peak_dbfs']:g} dBFS)",
+        f"{r['f0_hz']:g}", _cell(r.get("device_thd_pct")),
+        _cell(r.get("model_thd_pct"))] for r in result["harmonics"]["rows"]]))
+  tables.append(_table(
+      ["part", "set", "seconds", "ESR"],
+      [[html.escape(p["part"]), p["set"],
+        f"{p['start_s']:.2f}-{p['end_s']:.2f}", _cell(p["esr"])]
+       for p in result["error_over_time"]["parts"]]))
+  return "".join(tables)
+
+
+def _device_section(workdir, report):
+  """The device beside the model on the test signal, or why not."""
+  result = report.get(device_compare.KEY)
+  if not isinstance(result, dict):
+    return ""
+  head = "<h2>Device and model on the test signal</h2>"
+  if "skipped" in result:
+    return f'{head}<p class="muted">{html.escape(str(result["skipped"]))}</p>'
+  plot_dir = workdir_lib.path(workdir, workdir_lib.PLOTS)
+  figures = "".join(_figure(os.path.join(plot_dir, name))
+                    for name in device_compare.PLOT_FILES.values()
+                    if os.path.exists(os.path.join(plot_dir, name)))
+  return (f"{head}<p>{html.escape(result.get('signal', ''))}: the recorded "
+          "device against the model on the same input (report.json's "
+          f"<code>{device_compare.KEY}</code>): "
+          f"{html.escape(device_compare.summary(result))}.</p>" +
+          _device_tables(result) + figures)
 
 
 def _data_section(workdir):
@@ -230,7 +292,7 @@ def write_report_html(workdir, max_seconds=DEFAULT_MAX_SECONDS,
           f"<p class=\"muted\">{html.escape(os.path.abspath(workdir))}</p>"
           f"{link}{_summary_table(report)}<h2>Metrics</h2>"
           f"{_metrics_table(report)}" + _levels_section(report) +
-          _extra_tables(report) +
+          _device_section(workdir, report) + _extra_tables(report) +
           _streaming_table(report) + _data_section(workdir) +
           _audio_section(workdir, report, max_seconds) +
           _plots_section(workdir))
