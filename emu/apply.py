@@ -79,6 +79,20 @@ def _start(model, params, knobs):
   return folds.warmed_on_silence(model, params, knobs)
 
 
+def play(model, params, x, knobs=(), block_size=65536) -> np.ndarray:
+  """The model's output on x [time] (float32), as `apply_file` plays a
+  file: in blocks of `block_size` samples with the carried state, from
+  silence for a finite-memory model and from zero for a recurrent one."""
+  streamer = stream.Streamer(model, params)
+  start = _start(model, params, knobs)
+  if start is not None:
+    streamer.state = start
+  x = np.asarray(x, np.float32)
+  return np.concatenate([
+      streamer.process(x[i:i + block_size], list(knobs) or None)
+      for i in range(0, len(x), block_size)]) if len(x) else x
+
+
 def _pick_channel(audio, input_path, channel):
   """[time] of one channel of audio [time, channels], or an error naming
   --channel."""
@@ -128,13 +142,7 @@ def apply_file(workdir, input_path, output_path, block_size=65536,
     raise ValueError(
         f"{input_path} is at {file_rate} Hz but the model was trained at "
         f"{rate} Hz; resample the file (e.g. sox in.wav -r {rate} out.wav)")
-  streamer = stream.Streamer(model, params)
-  start = _start(model, params, knobs)
-  if start is not None:
-    streamer.state = start
-  out = np.concatenate([
-      streamer.process(x[i:i + block_size], knobs or None)
-      for i in range(0, len(x), block_size)]) if len(x) else x
+  out = play(model, params, x, knobs, block_size)
   clipped = int(np.sum(np.abs(out) > 1.0))
   sf.write(output_path, out, rate, subtype=subtype)
   return {"samples": len(x), "sample_rate": rate, "clipped": clipped,
