@@ -163,6 +163,15 @@ class Config:
       30.0, "Write the last/best checkpoints at most this often (seconds; 0 "
       "= every epoch) and always when training stops.")
 
+  # The plugin file.
+  plugin_seconds: float = _field(
+      120.0, "A run on dataset 'files' ends with WORKDIR/model.nam, a file "
+      "NAM's plugin loads, and its own val1 ESR: the model exported as it "
+      "is where .nam holds it (nam_wavenet, wavenet, lstm), else (a grey "
+      "box, a GRU) NAM's standard WaveNet distilled from it, trained this "
+      "many seconds on the model's output (emu.plugins.playable); 0: no "
+      "file.")
+
   # Evaluation.
   stream_blocks: tuple = _field(
       lambda: (1, 64, 512), "Block sizes (samples) whose streaming speed the "
@@ -217,7 +226,7 @@ class Config:
     for name in ("warmup", "tbptt", "patience", "time_budget_s", "gain_db",
                  "max_latency_ms",
                  "audition_s", "audition_workers",
-                 "checkpoint_every_s",
+                 "checkpoint_every_s", "plugin_seconds",
                  "train_seconds", "grad_clip", "min_delta"):
       if getattr(self, name) < 0:
         raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

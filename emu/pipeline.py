@@ -19,6 +19,7 @@ from emu.capture import datareport
 from emu import metrics
 from emu.report import evaluate as evaluate_lib
 from emu import models
+from emu.plugins import playable
 from emu.report import run_page
 from emu import train
 from emu import workdir as workdir_lib
@@ -97,9 +98,11 @@ def _run(cfg, workdir, overwrite, flags_text, dataset):
       result.model, result.params, result.dataset, workdir, cfg=cfg,
       history=result.history, train_info=info,
       stream_blocks=cfg.stream_blocks)
-  logging.info("report: %s", run_page.write_report_html(workdir))
   failed = outcome.capture_failure(cfg, workdir, report, files_report,
                                    result.history)
+  if cfg.dataset == "files" and not failed:  # a capture: its model.nam
+    playable.write(cfg, workdir, result, report)
+  logging.info("report: %s", run_page.write_report_html(workdir))
   if failed:  # the report stays to read; apply and export refuse the model
     workdir_lib.record_failure(workdir, str(failed))
     raise failed
@@ -175,7 +178,21 @@ def summary_line(workdir: str, report: dict, cfg=None) -> str:
   # A recording's own pair has no val2 (the voice would need the device).
   if "val2" not in report and getattr(cfg, "dataset", None) != "files":
     line.append(NO_VAL2)
+  if "plugin" in report:  # last: the file to play, and how close it is
+    line.append(plugin_summary(workdir, report["plugin"]))
   return "; ".join(line)
+
+
+def plugin_summary(workdir: str, entry: dict) -> str:
+  """The summary line's part on the run's plugin file (report.json's
+  "plugin", `emu.plugins.playable`)."""
+  if not entry.get("file"):
+    return "no plugin file: " + (entry.get("why") or (
+        f"{entry.get('error')} ({entry.get('fix')})"))
+  esr = lambda v: f"{v:.3e}" if isinstance(v, float) else str(v)
+  return (f"plugin {os.path.join(workdir, entry['file'])} ({entry['how']}) "
+          f"val1 ESR {esr(entry['val1_esr'])} (NAM: {entry['nam_verdict']}) "
+          f"beside the model's {esr(entry['model_val1_esr'])}")
 
 
 NO_VAL2 = ("no val2 (recorded voice): install Debian's alsa-utils for the "

@@ -20,6 +20,10 @@ DIR)`) holds:
                     round and the choice (AUDITION, AUDITION_CHOICE;
                     `emu.capture.audition`)
   inputs.json       size and sha256 of each file the run read (INPUTS)
+  model.nam         the model in a file NAM's plugin loads, exact or
+                    distilled (PLUGIN_FILE; emu.plugins.playable), with
+                    plugin.json, its record (PLUGIN_RECORD), and plugin/,
+                    the distilled student's own run folder (PLUGIN)
   failed.json       why training failed, if it did (FAILED): no model to use
   run.lock          pid and host of the run in progress (LOCK; emu.train.runlock)
 
@@ -58,13 +62,17 @@ AUDITION = "audition"
 AUDITION_CHOICE = "audition.json"
 INPUTS = "inputs.json"
 FAILED = "failed.json"
+PLUGIN_FILE = "model.nam"
+PLUGIN_RECORD = "plugin.json"
+PLUGIN = "plugin"
 LOCK = "run.lock"
 
 # A run's training: what audition's chosen candidate hands on (adopt_run).
 _TRAINING_FILES = (CHECKPOINTS, METRICS)
 # What a replaced run (--overwrite) loses: all but its settings.
 _RUN_FILES = _TRAINING_FILES + (INPUTS, FAILED, AUDITION, AUDITION_CHOICE,
-    DATA_REPORT, REPORT, REPORT_HTML, LISTENING_TEST, AUDIO, PLOTS)
+    DATA_REPORT, REPORT, REPORT_HTML, LISTENING_TEST, AUDIO, PLOTS,
+    PLUGIN_FILE, PLUGIN_RECORD, PLUGIN)
 
 
 class WorkdirConflict(ValueError):

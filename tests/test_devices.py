@@ -125,7 +125,9 @@ _TINY = ["--emu_flag=--shaper_width=2", "--emu_flag=--pre_modes=1",
          "--emu_flag=--segment_length=2048", "--emu_flag=--warmup=256",
          "--emu_flag=--stream_blocks=",
          # One model, not capture.flags' audition (tests/test_audition.py).
-         "--emu_flag=--audition="]
+         "--emu_flag=--audition=",
+         # No model.nam: distilling one is tests/test_playable.py's.
+         "--emu_flag=--plugin_seconds=0"]
 
 
 @pytest.mark.skipif(not devices.material_available(),

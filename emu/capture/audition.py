@@ -52,7 +52,8 @@ _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
 _SHARED = ("audition", "audition_s", "audition_workers", "time_budget_s",
            "dataset", "train_input", "train_target", "train_manifest",
            "layout", "effect", "sample_rate", "train_seconds", "val1_seconds",
-           "val2_files", "compensate_latency", "max_latency_ms")
+           "val2_files", "compensate_latency", "max_latency_ms",
+           "plugin_seconds")
 USAGE = ("write NAME=V1|V2|... or @FAMILY.flags|@OTHER.flags with two or "
          "more alternatives, e.g. --audition='dynamics_width=0|8'")
 BUDGET_CLOCK = ("wall: time_budget_s counts the seconds a user waits; a "

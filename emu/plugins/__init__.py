@@ -5,10 +5,13 @@
 reader's checks, errors naming the file); `folds` rewrites a model
 into an equal one a format can carry; `export` is the command
 (`python -m emu.export`) that writes a run's file and reports what the
-plugin will see.
+plugin will see. `playable` leaves a capture's model.nam at the end of its
+run, exact or, for a model no format holds, `distill`ed into NAM's
+WaveNet.
 """
 
 import emu
 
 __getattr__ = emu.lazy_submodules(__name__, (
-    "export", "folds", "formats", "reading", "wavenet_formats"))
+    "distill", "export", "folds", "formats", "playable", "reading",
+    "wavenet_formats"))

@@ -75,9 +75,11 @@ def _family(model, fmt):
     raise ExportError(
         f"the grey-box {_GREY_BOXES[name]} does not export to {fmt}: its "
         f"{_grey_box_stages(model)} are layers no plugin format holds. "
-        "Play it with python -m emu.apply (or emu.stream in a host), or "
-        "capture for NAM's plugin with --flagfile=experiments/"
-        f"capture_plugin.flags (a WaveNet; {fmt} takes {takes} models)")
+        "Play it with python -m emu.apply (or emu.stream in a host); a "
+        "capture (--dataset=files) leaves DIR/model.nam, NAM's WaveNet "
+        "distilled from it (--plugin_seconds); or capture for NAM's plugin "
+        "with --flagfile=experiments/capture_plugin.flags (a WaveNet; "
+        f"{fmt} takes {takes} models)")
   raise ExportError(
       f"a {name} does not export to {fmt}, which takes {takes} models; "
       f"retrain with one of those (--model=...)")

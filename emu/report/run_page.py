@@ -69,7 +69,8 @@ def _metrics_table(report):
 
 def _summary_table(report):
   keys = ("model", "model_kwargs", "parameters", "dataset", "sample_rate",
-          "epochs", "best_epoch", "stop_reason", "train_seconds", "audition")
+          "epochs", "best_epoch", "stop_reason", "train_seconds", "audition",
+          "plugin")
   return _facts_table((k, report[k]) for k in keys if k in report)
 
 
