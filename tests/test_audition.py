@@ -132,6 +132,21 @@ def test_the_same_command_again_resumes_the_choice(auditioned, overwrite):
   assert report["epochs"] == 3
 
 
+def test_an_audition_recorded_before_a_field_was_added_resumes(auditioned,
+                                                             tmp_path):
+  # Given a finished audition whose record of the command predates a
+  # Config field (plugin_seconds)
+  path, _ = auditioned
+  copy = str(tmp_path / "copy")
+  shutil.copytree(path, copy)
+  record = workdir.read_json(copy, workdir.AUDITION_CHOICE)
+  del record["base"]["plugin_seconds"]
+  workdir.write_json(copy, workdir.AUDITION_CHOICE, record, indent=2)
+  # Then the same command (the field at its default) resumes its choice
+  assert audition.resumed(_config(), copy) == workdir.read_config(copy)
+  assert audition.resumed(_config(plugin_seconds=1.0), copy) is None
+
+
 def test_a_run_of_other_settings_in_that_folder_is_refused(auditioned):
   path, _ = auditioned
   with pytest.raises(workdir.WorkdirConflict, match="audition"):

@@ -221,7 +221,7 @@ def resumed(cfg: config_lib.Config, workdir: str) -> Optional[
     config_lib.Config]:
   """The Config an earlier audition of cfg in workdir chose, or None."""
   choice = _read_choice(workdir)
-  if choice is None or choice["base"] != _as_dict(cfg):
+  if choice is None or _base_of(choice) != _as_dict(cfg):
     return None
   return config_lib.Config.from_json(choice["config_json"])
 
@@ -300,7 +300,7 @@ def _started(cfg, workdir, overwrite, labels) -> dict:
   if not os.path.exists(path):
     return fresh
   record = workdir_lib.read_json(workdir, workdir_lib.AUDITION_CHOICE)
-  if record.get("base") == fresh["base"] and "chosen" not in record:
+  if _base_of(record) == fresh["base"] and "chosen" not in record:
     logging.info("audition: resuming after round %d", len(record["rounds"]))
     return record
   if not overwrite:
@@ -376,6 +376,17 @@ def _folder(workdir, label):
 
 def _as_dict(cfg):
   return json.loads(cfg.to_json())
+
+
+def _base_of(record):
+  """The command an audition record was run from, as `_as_dict` writes it
+  now: a field added to Config since holds its default (None: no base)."""
+  if "base" not in record:
+    return None
+  try:
+    return _as_dict(config_lib.Config.from_json(json.dumps(record["base"])))
+  except ValueError:  # a field since removed: another command
+    return None
 
 
 def _read_choice(workdir):
