@@ -2,7 +2,8 @@
 
 `formats` writes and reads NAM's LSTM, RTNeural and GuitarML files,
 `wavenet_formats` NAM's and RTNeural's WaveNets (`reading`: every
-reader's checks, errors naming the file); `folds` rewrites a model
+reader's checks, errors naming the file); `faust` writes the grey boxes
+as Faust programs and builds them; `folds` rewrites a model
 into an equal one a format can carry; `export` is the command
 (`python -m emu.export`) that writes a run's file and reports what the
 plugin will see.
@@ -11,4 +12,4 @@ plugin will see.
 import emu
 
 __getattr__ = emu.lazy_submodules(__name__, (
-    "export", "folds", "formats", "reading", "wavenet_formats"))
+    "export", "faust", "folds", "formats", "reading", "wavenet_formats"))
