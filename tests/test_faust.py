@@ -239,6 +239,12 @@ def test_other_families_are_refused_naming_their_formats():
     export.export(model, None, "faust", RATE)
 
 
+def test_knobs_are_refused_naming_the_fix():
+  model, params = _trained_looking(*VARIANTS["wiener"])
+  with pytest.raises(export.ExportError, match="leave --knobs out"):
+    export.export(model, params, "faust", RATE, knobs=[0.5])
+
+
 def test_a_diverged_model_is_refused_naming_the_fix():
   model, params = _trained_looking(*VARIANTS["wiener"])
   params["params"]["shaper"]["bias"] = jnp.float32(jnp.nan)

@@ -84,6 +84,9 @@ def export(model, params, fmt, sample_rate=None, metadata=None,
       model, params = ensemble_lib.as_one_recurrent(model, params)
     except ValueError as e:
       raise ExportError(f"this ensemble cannot be exported: {e}") from e
+  if knobs and type(model).__name__ in ("Wiener", "NSS"):
+    raise ExportError(f"a {type(model).__name__.lower()} reads audio alone "
+                      "(it has no knob channels): leave --knobs out")
   if knobs:
     model, params = folds.fix_knobs(model, params, knobs)
   return exporters[fmt](model, params, sample_rate=sample_rate,

@@ -222,9 +222,10 @@ def _core(model, p):
       for i in range(n)]
   lines.append(f"    v = ({_dot(zip(readout, s))}) + ({_dot(zip(out, m))});")
   news = ", ".join(f"{span}*ma.tanh(n{i}/{span})" for i in range(n))
+  wires, cuts = ", ".join(["_"] * n), ", ".join(["!"] * n)
   return (f"// s' = S tanh((s + k (A s - s + B u + V m)) / S), v = c.s + w.m\n"
-          f"core = _ <: (*({_num(p['direct'])}), (step ~ ({', '.join(['_'] * n)})"
-          f" : ({', '.join(['!'] * n)}, _))) :> _\n"
+          f"core = _ <: (*({_num(p['direct'])}), (step ~ ({wires})"
+          f" : ({cuts}, _))) :> _\n"
           f"with {{\n  step({', '.join(s)}, u) = ({news}, v)\n  with {{\n"
           + "\n".join(lines) + "\n  };\n};")
 
@@ -280,9 +281,9 @@ def export_faust(model, params, sample_rate, metadata=None) -> dict:
     if isinstance(value, dict):
       value = ", ".join(f"{k}={v}" for k, v in value.items())
     meta[key] = str(value)
-  declares = "".join(
-      f'declare {k} "{str(v).replace(chr(34), chr(39))}";\n'
-      for k, v in meta.items())
+  clean = lambda v: " ".join(str(v).replace('"', "'").replace(
+      "\\", "/").split())  # one line, no quote or escape
+  declares = "".join(f'declare {k} "{clean(v)}";\n' for k, v in meta.items())
   text = (
       f"// {describe(model)}.\n// Written by emu (emu.plugins.faust) from "
       f"a model trained at {sample_rate} Hz: run it at that rate.\n"
