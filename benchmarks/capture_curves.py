@@ -74,7 +74,7 @@ def _plot(all_curves: dict, out: str):
     for label, curve in sorted(runs.items()):
       s, e = np.array(curve).T
       ax.plot(s, np.minimum.accumulate(e), "--" if label.startswith("nam_")
-              else "-", label=label, lw=1.2)
+              else "-", marker="o", ms=2.5, label=label, lw=1.2)
     ax.set(xscale="log", yscale="log", title=device,
            xlabel="training seconds", ylabel="best val1 ESR so far")
     ax.axhline(1e-2, color="grey", lw=0.6)
