@@ -3,6 +3,7 @@
   python -m emu.export --workdir=DIR --format=nam OUT.nam
   python -m emu.export --workdir=DIR --format=rtneural OUT.json
   python -m emu.export --workdir=DIR --format=guitarml OUT.json
+  python -m emu.export --workdir=DIR --format=faust OUT.dsp
 
 It writes the file, reads it back, and prints what the plugin will see: the
 architecture, sample rate, parameter count, the metadata the NAM plugin
@@ -14,7 +15,10 @@ differs).
 Which formats take which models, and how the dry-input skip and knobs are
 carried, is in `emu.plugins.formats` (and `emu.plugins.folds`); their writers
 and readers are offered here too (`export_nam`, `load_nam`, ...), so a file
-can be checked against the model it came from.
+can be checked against the model it came from. The grey boxes (wiener,
+nss) go to `faust` (`emu.plugins.faust`): a Faust program computing the
+model exactly, whose CPU cost is measured by compiling it (faust -double,
+g++ -O3) into a command-line processor.
 
 An ensemble (`--ensemble=E`) of LSTM or GRU members exports as one model
 of E x H units with block-diagonal weights and an averaging head, which
@@ -32,6 +36,7 @@ from absl import flags
 import numpy as np
 
 from emu import cli
+from emu.plugins import faust
 from emu.plugins import folds
 from emu.plugins import formats
 from emu import workdir as workdir_lib
@@ -41,7 +46,7 @@ from emu.models import ensemble as ensemble_lib
 FLAGS = flags.FLAGS
 
 # The formats' names, writers and readers, as emu.plugins.export has offered them.
-FORMATS = formats.FORMATS
+FORMATS = formats.FORMATS + faust.FORMATS
 NAM_VERSION = formats.NAM_VERSION
 ExportError = formats.ExportError
 LOADERS = formats.LOADERS
@@ -70,7 +75,8 @@ def export(model, params, fmt, sample_rate=None, metadata=None,
   that computes its mean (`emu.models.ensemble.as_one_recurrent`); knob
   channels are held at `knobs` (normalised values, one per knob).
   """
-  if fmt not in formats.EXPORTERS:
+  exporters = {**formats.EXPORTERS, "faust": faust.export_faust}
+  if fmt not in exporters:
     raise ExportError(f"unknown format {fmt!r}; choose one of "
                       f"{', '.join(FORMATS)}")
   if isinstance(model, ensemble_lib.Ensemble):
@@ -78,10 +84,13 @@ def export(model, params, fmt, sample_rate=None, metadata=None,
       model, params = ensemble_lib.as_one_recurrent(model, params)
     except ValueError as e:
       raise ExportError(f"this ensemble cannot be exported: {e}") from e
+  if knobs and type(model).__name__ in ("Wiener", "NSS"):
+    raise ExportError(f"a {type(model).__name__.lower()} reads audio alone "
+                      "(it has no knob channels): leave --knobs out")
   if knobs:
     model, params = folds.fix_knobs(model, params, knobs)
-  return formats.EXPORTERS[fmt](model, params, sample_rate=sample_rate,
-                                       metadata=metadata)
+  return exporters[fmt](model, params, sample_rate=sample_rate,
+                        metadata=metadata)
 
 
 def nam_loudness(model, params, loudness_wav):
@@ -104,10 +113,12 @@ def nam_loudness(model, params, loudness_wav):
 def export_workdir(workdir, fmt, out_path, checkpoint="best",
                    overwrite=False, metadata=None, knobs=None,
                    loudness_input=None) -> dict:
-  """Writes a trained run's model to `out_path`; returns the dict.
+  """Writes a trained run's model to `out_path`; returns the dict (a
+  Faust program is its "dsp" text, the file written).
 
   The .nam metadata gets the run's best val1 ESR as
-  "training": {"validation_esr": ...}, and with `loudness_input` (the path
+  "training": {"validation_esr": ...} (a Faust program declares it as
+  emu_validation_esr), and with `loudness_input` (the path
   of NAM's nam/models/_resources/loudness_input.wav) NAM's "loudness" and
   "gain".
 
@@ -130,13 +141,15 @@ def export_workdir(workdir, fmt, out_path, checkpoint="best",
           if r.get("val1_esr") is not None]
   if fmt == "nam" and esrs:
     meta["training"] = {"validation_esr": float(min(esrs))}
+  if fmt == "faust" and esrs:
+    meta["emu_validation_esr"] = f"{min(esrs):.4g}"
   d = export(model, params, fmt, sample_rate=_sample_rate(workdir, cfg),
              metadata=meta, knobs=knobs)
   if fmt == "nam" and loudness_input:
     back, back_params, _ = load_nam(json.loads(json.dumps(d)))
     d["metadata"]["loudness"], d["metadata"]["gain"] = nam_loudness(
         back, back_params, loudness_input)
-  _write_atomic(out_path, json.dumps(d))
+  _write_atomic(out_path, d["dsp"] if fmt == "faust" else json.dumps(d))
   return d
 
 
@@ -243,8 +256,33 @@ def _measure_child(path, fmt, sample_rate, out):
                speed.CHILD_METHOD}, f)
 
 
+def _faust_report(d, path, sample_rate, measure) -> list:
+  """report()'s lines for a Faust program: how to build it, its cost."""
+  lines = [f"wrote {path} (faust, {d['numbers']} numbers)",
+           f"  architecture: {d['architecture']}",
+           f"  sample rate: {sample_rate} Hz (run the host at this rate)",
+           f"  build: faust2lv2 -double {path} (an LV2 bundle; needs "
+           "lv2-dev and libboost-dev), or faust2jackconsole, faust2vst, "
+           "faust -lang wasm ...: -double keeps emu's numbers exact"]
+  missing = faust.missing_tools()
+  if measure and missing:
+    lines.append(f"  CPU: not measured: {missing}")
+  elif measure:
+    row = faust.measure(path, sample_rate)
+    lines.append(
+        f"  CPU: {100 / row['rtf']:.2f}% of one core ({1e3 / row['rtf']:.1f}"
+        f" ms per second of audio, real-time factor {row['rtf']:.0f}x), "
+        "measured as faust -double and g++ -O3 build it into a command-line "
+        f"processor: {faust.BLOCK}-sample blocks, the fastest of 3 runs of "
+        f"{row['seconds']:.0f} s of noise, load average "
+        f"{os.getloadavg()[0]:.1f}; a plugin host adds its own costs")
+  return lines
+
+
 def report(d, fmt, path, sample_rate, measure=True) -> list:
   """Lines saying what the plugin will see, and what the model costs."""
+  if fmt == "faust":
+    return _faust_report(d, path, sample_rate, measure)
   lines = [f"wrote {path} ({fmt}"
            + (f", file version {d['version']}" if fmt == "nam" else "")
            + f", {_count_weights(d)} weights)",

@@ -1,6 +1,7 @@
 """emu's models in real-time plugin formats, written and read back.
 
-What `emu.plugins.export` writes (`python -m emu.export`). Formats (all JSON):
+What `emu.plugins.export` writes (`python -m emu.export`) in JSON (its
+fourth format, a Faust program of a grey box, is `emu.plugins.faust`):
 
 - `nam`: Neural Amp Modeler's `.nam` file (the NAM plugin and
   NeuralAmpModelerCore). LSTM: architecture "LSTM", per layer the PyTorch
@@ -72,14 +73,18 @@ def _family(model, fmt):
            "rtneural": "lstm, gru and ungated wavenet",
            "guitarml": "lstm and gru"}[fmt]
   if name in _GREY_BOXES:
+    faust = ("" if model.residual_channels else
+             "Export it exactly with --format=faust (a Faust program, which "
+             "Debian's faust builds into an LV2 or VST plugin), ")
     raise ExportError(
         f"the grey-box {_GREY_BOXES[name]} does not export to {fmt}: its "
-        f"{_grey_box_stages(model)} are layers no plugin format holds. "
-        "Play it with python -m emu.apply (or emu.stream in a host); a "
-        "capture (--dataset=files) leaves DIR/model.nam, NAM's WaveNet "
-        "distilled from it (--plugin_seconds); or capture for NAM's plugin "
-        "with --flagfile=experiments/capture_plugin.flags (a WaveNet; "
-        f"{fmt} takes {takes} models)")
+        f"{_grey_box_stages(model)} are layers {fmt} does not hold. "
+        f"{faust}{'play' if faust else 'Play'} it with python -m emu.apply "
+        "(or emu.stream in a host); a capture (--dataset=files) leaves "
+        "DIR/model.nam, NAM's WaveNet distilled from it (--plugin_seconds); "
+        "or capture for NAM's plugin with "
+        f"--flagfile=experiments/capture_plugin.flags (a WaveNet; {fmt} "
+        f"takes {takes} models)")
   raise ExportError(
       f"a {name} does not export to {fmt}, which takes {takes} models; "
       f"retrain with one of those (--model=...)")
