@@ -74,7 +74,10 @@ def capture(tmp_path_factory, data):
   # filter at once, so the capture ends well below NAM's "went wrong".
   cfg = CFG.replace(dataset="files", train_input=paths[0],
                     train_target=paths[1], model="lru",
-                    model_kwargs={"state_size": 1, "data_init": True})
+                    model_kwargs={"state_size": 1, "data_init": True},
+                    # No model.nam: distilling one takes 2 minutes, and
+                    # tests/test_playable.py tests it.
+                    plugin_seconds=0.0)
   pipeline.run(cfg, str(folder / "run"))
   return folder, cfg
 
