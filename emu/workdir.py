@@ -37,6 +37,7 @@ nothing on the others, which compute in lockstep and need not see the folder at 
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -85,6 +86,16 @@ class WorkdirError(ValueError):
 
 class FailedRun(ValueError):
   """The workdir holds a run whose training failed: no model to use."""
+
+
+def file_sha256(path: str) -> str:
+  """The sha256 (hex) of a file's bytes, read in 1 MiB blocks: how a run
+  folder tells a changed input (INPUTS) or plugin file (PLUGIN_RECORD)."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    while block := f.read(1 << 20):
+      digest.update(block)
+  return digest.hexdigest()
 
 
 def writes_here() -> bool:

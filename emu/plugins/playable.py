@@ -200,10 +200,8 @@ def _fingerprint(cfg, params) -> str:
 
 
 def _sha256(path) -> str:
-  if not os.path.isfile(path):
-    return ""
-  with open(path, "rb") as f:
-    return hashlib.sha256(f.read()).hexdigest()
+  """workdir.file_sha256, or '' where there is no file."""
+  return workdir_lib.file_sha256(path) if os.path.isfile(path) else ""
 
 
 def _record(workdir) -> dict:

@@ -2,7 +2,6 @@
 
 import dataclasses
 import glob
-import hashlib
 import os
 
 import jax
@@ -10,6 +9,7 @@ import numpy as np
 
 from emu import config as config_lib
 from emu import data as data_lib
+from emu import workdir as workdir_lib
 
 
 def build_dataset(cfg: config_lib.Config) -> data_lib.Dataset:
@@ -69,12 +69,8 @@ def input_fingerprints(cfg: config_lib.Config) -> dict:
   out = {}
   for path in input_files(cfg):
     if os.path.isfile(path) and path not in out:
-      digest = hashlib.sha256()
-      with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-          digest.update(block)
       out[path] = {"size": os.path.getsize(path),
-                   "sha256": digest.hexdigest()}
+                   "sha256": workdir_lib.file_sha256(path)}
   return out
 
 
