@@ -141,7 +141,8 @@ class Config:
   min_delta: float = _field(
       0.0, "Early stopping: relative improvement that counts.")
   time_budget_s: float = _field(
-      0.0, "Stop training after this many seconds (0 = none).")
+      0.0, "Stop training after this many seconds (0 = none), between two "
+      "steps: the last epoch may be cut short.")
   audition: str = _field(
       "", "Candidates split by '|', each a family (@FLAGFILE: what differs "
       "from the recipe, e.g. @experiments/families/lstm.flags) or settings "

@@ -150,7 +150,8 @@ def stop_reason(cfg: config_lib.Config, loop: Loop,
   The one place that decides: early stopping wins over the epoch limit,
   which wins over the time budget and an interruption (`stop_after_epochs`,
   fit's `stop_after_seconds`, held as `loop.stop_after_s`).
-  A diverged loss stops inside the epoch (`_diverged`).
+  A diverged loss stops inside the epoch (`_diverged`), and the clock's
+  limits cut the epoch that reaches them (`epoch_deadline`).
   """
   if loop.stopper.should_stop:
     return "early_stopping"
@@ -227,6 +228,7 @@ def _run_epoch(plan: plan_lib.Plan, loop: Loop):
   epoch_key, loop.state = step_lib.next_epoch_key(loop.state,
                                                   plan.cfg.ensemble)
   step_metrics = []
+  deadline = epoch_deadline(plan.cfg, loop, start)
   loop.state = plan.place_state(loop.state, plan.mesh)
   for batch in batches.epoch_batches(plan.cfg, plan.dataset.train,
                                      parallel.host_local(epoch_key)):
@@ -236,6 +238,8 @@ def _run_epoch(plan: plan_lib.Plan, loop: Loop):
     if plan.sync_steps:
       jax.block_until_ready(step_out)
     step_metrics.append(step_out)
+    if deadline is not None and _past(deadline, step_metrics):
+      break
   # One host transfer per epoch (replicated over the processes: each reads
   # its own copy, the same numbers).
   step_metrics = parallel.to_host(step_metrics)
@@ -245,7 +249,32 @@ def _run_epoch(plan: plan_lib.Plan, loop: Loop):
     row["train_" + name] = float(np.mean([m[name] for m in step_metrics]))
   row["samples_per_s"] = len(step_metrics) * plan.samples_per_step / (
       train_time)
+  row["steps"] = len(step_metrics)
   return loop, row
+
+
+def epoch_deadline(cfg: config_lib.Config, loop: Loop,
+                   start: float) -> Optional[float]:
+  """The `time.perf_counter()` at which an epoch begun at `start` stops
+  between two steps: where the run reaches its time budget or fit's
+  `stop_after_seconds`, whichever is first; None without either.
+
+  A budget is kept to the step, not to the epoch's end: an epoch of a long
+  recording takes a minute or more on a CPU, and a budget checked only
+  between epochs overran by as much (the audition's 40 s rounds took 100 s).
+  The cut epoch is validated and counted as any other; the next one
+  starts a fresh pass over the data.
+  """
+  limits = [s for s in (cfg.time_budget_s, loop.stop_after_s) if s]
+  return start + min(limits) - loop.elapsed if limits else None
+
+
+def _past(deadline: float, step_metrics: list) -> bool:
+  """Whether the clock is past `deadline` once the step before the last is
+  done (one step stays in flight; process 0's clock decides for all)."""
+  if len(step_metrics) > 1:
+    jax.block_until_ready(step_metrics[-2])
+  return parallel.same_as_process_zero(time.perf_counter() >= deadline)
 
 
 def _validate(plan: plan_lib.Plan, loop: Loop, row: dict, start: float) -> bool:
