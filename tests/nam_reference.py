@@ -21,6 +21,9 @@ Jobs (dicts):
       nam.train.full.main (the `nam-full` trainer) on the given configs;
       it exports DIR/model.nam.
   {"op": "version", "out": PATH}: NAM's package and file versions.
+  {"op": "loudness", "nam": PATH, "out": JSON}
+      NAM loads PATH and writes the "loudness" and "gain" its trainer
+      puts in a file's metadata (_metadata_loudness, _metadata_gain).
 """
 
 import json
@@ -72,13 +75,27 @@ def _version(job):
     json.dump({"package": nam.__version__, "file": MODEL_VERSION}, f)
 
 
+def _loudness(job):
+  # pylint: disable=import-outside-toplevel,protected-access
+  from nam.models._from_nam import init_from_nam
+  with open(job["nam"]) as f:
+    model = init_from_nam(json.load(f))
+  model.eval()
+  import torch
+  with torch.no_grad():
+    out = {"loudness": float(model._metadata_loudness()),
+           "gain": float(model._metadata_gain())}
+  with open(job["out"], "w") as f:
+    json.dump(out, f)
+
+
 def main(path):
   with open(path) as f:
     jobs = json.load(f)
   for job in jobs:
     start = time.perf_counter()
     {"run": _run, "export": _export, "train": _train,
-     "version": _version}[job["op"]](job)
+     "version": _version, "loudness": _loudness}[job["op"]](job)
     print(f"{job['op']} {job.get('nam', job.get('out', ''))}: "
           f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
 

@@ -31,6 +31,7 @@ from emu import stream
 from emu import workdir as workdir_lib
 from emu.models import nam_wavenet
 from emu.plugins import distill
+from emu.plugins import export
 from emu.plugins import formats
 from emu.plugins import playable
 
@@ -160,6 +161,13 @@ def test_the_distilled_file_plays_and_its_esr_is_the_one_recomputed(
   assert d["architecture"] == "WaveNet" and d["sample_rate"] == RATE
   assert d["metadata"]["training"]["validation_esr"] > 0
   assert formats.load_nam(path)[0].config == TINY_STUDENT
+  # and the loudness of its output on NAM's standardized input (RMS, dB),
+  # recomputed here from emu.apply's output of the file
+  x = sf.read(export.NAM_LOUDNESS_INPUT, dtype="float32")[0]
+  y = apply_lib.play(*formats.load_nam(path)[:2], x).astype(np.float64)
+  assert d["metadata"]["loudness"] == pytest.approx(
+      20 * np.log10(np.sqrt(np.mean(y ** 2))), abs=1e-4)
+  assert 0.0 <= d["metadata"]["gain"] <= 1.0
   # When emu.apply plays val1 through it and numpy scores the output
   val1 = result.dataset.val1
   esr, out = _measured_by_hand(tmp_path, path, val1.input, val1.target,
@@ -265,7 +273,9 @@ def test_nam_own_package_plays_the_distilled_file_as_emu_reads_it(
   val1 = teacher[1].dataset.val1
   np.save(tmp_path / "x.npy", val1.input)
   jobs = [{"op": "run", "nam": playable.file_path(workdir),
-           "x": str(tmp_path / "x.npy"), "y": str(tmp_path / "y.npy")}]
+           "x": str(tmp_path / "x.npy"), "y": str(tmp_path / "y.npy")},
+          {"op": "loudness", "nam": playable.file_path(workdir),
+           "out": str(tmp_path / "loudness.json")}]
   (tmp_path / "jobs.json").write_text(json.dumps(jobs))
   script = os.path.join(os.path.dirname(__file__), "nam_reference.py")
   proc = subprocess.run([NAM_PYTHON, script, str(tmp_path / "jobs.json")],
@@ -276,6 +286,14 @@ def test_nam_own_package_plays_the_distilled_file_as_emu_reads_it(
                                val1.input, val1.target, CONTEXT)
   assert np.sqrt(np.mean(y_nam ** 2)) > 1e-3  # a signal
   assert np.max(np.abs(y_nam - y_emu)) <= 1e-6
+  # and the loudness and gain in its metadata are those NAM's trainer
+  # computes for it
+  with open(playable.file_path(workdir)) as f:
+    meta = json.load(f)["metadata"]
+  with open(tmp_path / "loudness.json") as f:
+    nam = json.load(f)
+  assert meta["loudness"] == pytest.approx(nam["loudness"], abs=1e-4)
+  assert meta["gain"] == pytest.approx(nam["gain"], abs=1e-5)
 
 
 # ------------------------------------------- exact: through the pipeline

@@ -67,7 +67,13 @@ def test_exported_file_applies_as_the_run(tmp_path, model_name, kwargs,
   assert lines[1].startswith("  architecture: ")
   if fmt == "nam":
     assert d["metadata"]["training"]["validation_esr"] == 0.02
-    assert any("loudness: not written" in l for l in lines)
+    # NAM's loudness and gain, from its standardized input by default
+    assert np.isfinite(d["metadata"]["loudness"])
+    assert 0.0 <= d["metadata"]["gain"] <= 1.0
+    assert f"loudness={d['metadata']['loudness']:.4g}" in lines[3]
+    bare = export.export_workdir(workdir, fmt, out + "2", loudness_input="")
+    assert any("loudness: not written" in l
+               for l in export.report(bare, fmt, out, RATE, measure=False))
   # and emu.apply gives the run's output from the file
   wav = _wav(tmp_path)
   a = apply.apply_file(workdir, wav, str(tmp_path / "a.wav"), 1000)

@@ -65,6 +65,11 @@ NAM_USER_FIELDS = ("name", "modeled_by", "gear_type", "gear_make",
                    "gear_model", "tone_type", "input_level_dbu",
                    "output_level_dbu")
 BLOCK = 64  # samples per block of the CPU measurement
+# NAM's standardized input for a .nam file's "loudness" and "gain" (NAM
+# 0.13's nam/models/_resources/loudness_input.wav, MIT: its LICENSE beside
+# it), so that a file's metadata is what NAM's trainer would write.
+NAM_LOUDNESS_INPUT = os.path.join(os.path.dirname(os.path.abspath(
+    __file__)), "nam_loudness", "loudness_input.wav")
 
 
 def export(model, params, fmt, sample_rate=None, metadata=None,
@@ -93,7 +98,7 @@ def export(model, params, fmt, sample_rate=None, metadata=None,
                         metadata=metadata)
 
 
-def nam_loudness(model, params, loudness_wav):
+def nam_loudness(model, params, loudness_wav=NAM_LOUDNESS_INPUT):
   """(loudness dB, gain 0-1) as NAM's trainer computes them for the
   metadata (nam/models/base.py _metadata_loudness, _metadata_gain): RMS of
   the model's output on NAM's loudness_input.wav, and how much that output
@@ -110,17 +115,27 @@ def nam_loudness(model, params, loudness_wav):
   return 20.0 * np.log10(levels[-1]), float(gain)
 
 
+def with_loudness(d, loudness_input=NAM_LOUDNESS_INPUT) -> dict:
+  """A .nam dict `d` with NAM's "loudness" and "gain" in its metadata,
+  computed on the model read back from `d` (`nam_loudness`); `d` itself
+  where loudness_input is empty."""
+  if loudness_input:
+    back, back_params, _ = load_nam(json.loads(json.dumps(d)))
+    d["metadata"]["loudness"], d["metadata"]["gain"] = nam_loudness(
+        back, back_params, loudness_input)
+  return d
+
+
 def export_workdir(workdir, fmt, out_path, checkpoint="best",
                    overwrite=False, metadata=None, knobs=None,
-                   loudness_input=None) -> dict:
+                   loudness_input=NAM_LOUDNESS_INPUT) -> dict:
   """Writes a trained run's model to `out_path`; returns the dict (a
   Faust program is its "dsp" text, the file written).
 
   The .nam metadata gets the run's best val1 ESR as
   "training": {"validation_esr": ...} (a Faust program declares it as
-  emu_validation_esr), and with `loudness_input` (the path
-  of NAM's nam/models/_resources/loudness_input.wav) NAM's "loudness" and
-  "gain".
+  emu_validation_esr), and NAM's "loudness" and "gain" computed on
+  `loudness_input` (default NAM's own standardized input; '' for none).
 
   Raises:
     FileExistsError, FileNotFoundError, IsADirectoryError,
@@ -145,10 +160,8 @@ def export_workdir(workdir, fmt, out_path, checkpoint="best",
     meta["emu_validation_esr"] = f"{min(esrs):.4g}"
   d = export(model, params, fmt, sample_rate=_sample_rate(workdir, cfg),
              metadata=meta, knobs=knobs)
-  if fmt == "nam" and loudness_input:
-    back, back_params, _ = load_nam(json.loads(json.dumps(d)))
-    d["metadata"]["loudness"], d["metadata"]["gain"] = nam_loudness(
-        back, back_params, loudness_input)
+  if fmt == "nam":
+    d = with_loudness(d, loudness_input)
   _write_atomic(out_path, d["dsp"] if fmt == "faust" else json.dumps(d))
   return d
 
@@ -297,8 +310,8 @@ def report(d, fmt, path, sample_rate, measure=True) -> list:
     lines.append(f"  metadata: {shown or 'none that the plugin reads'}")
     if "loudness" not in meta:
       lines.append("  loudness: not written, so the plugin cannot normalise "
-                   "this model's output (pass --loudness_input=<NAM's "
-                   "nam/models/_resources/loudness_input.wav>)")
+                   "this model's output (leave --loudness_input at its "
+                   "default, NAM's standardized input)")
     esr = meta.get("training", {}).get("validation_esr")
     if esr is not None:
       lines.append(f"  validation ESR (val1, best checkpoint): {esr:.4g}")
@@ -341,9 +354,11 @@ def _define_flags():
   flags.DEFINE_bool("overwrite", False, "Replace an existing output file.")
   flags.DEFINE_list("knobs", None, "A knob model's setting for the file: "
                     "one normalised value (0-1) per knob channel.")
-  flags.DEFINE_string("loudness_input", None,
-                      "NAM's loudness_input.wav, to write NAM's loudness "
-                      "and gain metadata (the plugin's output normalisation).")
+  flags.DEFINE_string("loudness_input", NAM_LOUDNESS_INPUT,
+                      "The standardized input of NAM's loudness and gain "
+                      "metadata (the plugin's output normalisation): NAM's "
+                      "own loudness_input.wav, which emu carries; '' for "
+                      "none.")
   flags.DEFINE_bool("measure", True, "Measure the model's CPU cost here.")
   flags.DEFINE_string("name", None, "A name for the model's metadata.")
   for k in ("modeled_by", "gear_make", "gear_model"):

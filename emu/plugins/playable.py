@@ -22,7 +22,10 @@ report.json's "plugin": {"file": "model.nam", "how": "exact" or
 the file's ESR), "architecture", "weights", "seconds" (this step's wall
 clock)}; a distilled file adds "teacher_val1_esr" (the file against the
 model on val1), "student_epochs" and "student_train_seconds". The file's
-metadata carries its best val1 ESR as NAM's "training.validation_esr".
+metadata carries its best val1 ESR as NAM's "training.validation_esr",
+and the "loudness" and "gain" NAM's trainer computes on its standardized
+input (`emu.plugins.export.with_loudness`): what the plugin's output
+normalisation reads.
 
 No file ({"file": null, "why": ...}) for plugin_seconds 0, a knob model
 (the plugin feeds audio only: `python -m emu.export --knobs=...` writes
@@ -126,6 +129,7 @@ def _make(cfg, workdir, result, report, start) -> dict:
     d = export.export(student.model, student.params, "nam", rate, metadata={
         "emu_model": "nam_wavenet", "emu_distilled_from": model,
         "training": {"validation_esr": _best(student.history)}})
+  d = export.with_loudness(d)
   workdir_lib.write_text(workdir, workdir_lib.PLUGIN_FILE, json.dumps(d))
   entry = {"file": workdir_lib.PLUGIN_FILE, **entry, **measure(
       path, result, report["val1"]["esr"], against_model=bool(student))}
