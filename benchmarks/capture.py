@@ -339,6 +339,24 @@ def train_nam(recording: Recording, outdir: str, preset: str,
   return {"predictions": predictions, "wall_s": wall, **info}
 
 
+def play_nam_file(nam_file: str, outdir: str, inputs_npz: str,
+                  python: str = None, rtf_seconds: float = 10.0) -> dict:
+  """NAM's own package plays `nam_file` (benchmarks/nam_train.py
+  --play_file) on every input; its result.json and the predictions."""
+  os.makedirs(outdir, exist_ok=True)
+  python = python or nam_python()
+  argv = [python, NAM_TRAIN, f"--play_file={nam_file}", f"--outdir={outdir}",
+          f"--eval={inputs_npz}", f"--rtf_seconds={rtf_seconds:g}"]
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("PYTHONPATH", "XLA_FLAGS")}
+  _run(argv, os.path.join(outdir, "nam.log"), env)
+  with open(os.path.join(outdir, "result.json")) as f:
+    info = json.load(f)
+  with np.load(os.path.join(outdir, "predictions.npz")) as z:
+    predictions = {k[2:]: z[k] for k in z.files}
+  return {"predictions": predictions, **info}
+
+
 if __name__ == "__main__":
   if len(sys.argv) != 6 or sys.argv[1] != "predict":
     sys.exit("usage: python -m benchmarks.capture predict WORKDIR "

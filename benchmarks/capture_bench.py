@@ -15,7 +15,10 @@ program_material: never trained on) and on the held-out end of the test
 signal, training seconds and epochs, parameters, and the offline
 real-time factor on one thread. The load average is printed with every
 row: the machine may be shared. --skip_nam trains emu only, --skip_emu
-NAM only; --prepare_only records the devices and stops. A device's
+NAM only; --prepare_only records the devices and stops. The emu run's
+plugin file (RUN/model.nam, emu.plugins.playable) gets a row of its own:
+played by NAM's package (benchmarks/nam_train.py --play_file) on the
+same held-out audio. A device's
 recording and held-out targets are kept in WORKDIR and reused by later
 runs (capture.prepare), so that two benches side by side, one per core
 (`taskset -c 0 ... --skip_nam`, `taskset -c 1 ... --skip_emu`), share
@@ -41,6 +44,7 @@ from benchmarks import capture  # pylint: disable=g-import-not-at-top
 from benchmarks import devices as devices_lib
 from benchmarks import nam_train
 from emu import cli
+from emu import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 
@@ -65,6 +69,9 @@ def _define_flags():
   flags.DEFINE_bool("prepare_only", False,
                     "Record each device and its held-out targets into "
                     "--workdir, then stop (later runs reuse them).")
+  flags.DEFINE_bool("score_only", False,
+                    "Train nothing: score the emu run already in its "
+                    "folder (--emu_label) and its model.nam again.")
   flags.DEFINE_string("emu_label", "emu",
                       "The emu row's name and run folder (to bench several "
                       "recipes on one recording).")
@@ -115,8 +122,12 @@ def emu_row(rec, held, lag, folder, threads) -> dict:
   """Trains emu on the recording, predicts the held-out set, scores it."""
   started = _load()
   run = os.path.join(folder, FLAGS.emu_label)
-  done = capture.train_emu(rec, run, FLAGS.budget_s, FLAGS.emu_flagfile,
-                           FLAGS.emu_flag, threads)
+  if FLAGS.score_only:
+    done = {"report": workdir_lib.read_json(run, workdir_lib.REPORT),
+            "wall_s": None}
+  else:
+    done = capture.train_emu(rec, run, FLAGS.budget_s, FLAGS.emu_flagfile,
+                             FLAGS.emu_flag, threads)
   ended = _load()
   report = done["report"]
   predicted = capture.predict_emu(
@@ -130,6 +141,31 @@ def emu_row(rec, held, lag, folder, threads) -> dict:
           "rtf": predicted["rtf_offline_1thread"],
           "load": f"{started} -> {ended}",
           **capture.score(held, predicted["predictions"], lag)}
+
+
+def plugin_row(held, lag, folder, emu) -> dict:
+  """The emu run's model.nam (the capture's plugin file) played by NAM's
+  own package on the held-out audio; None (saying why) without one."""
+  run = os.path.join(folder, FLAGS.emu_label)
+  path = os.path.join(run, "model.nam")
+  python = FLAGS.nam_python or capture.nam_python()
+  if not os.path.isfile(path) or not os.path.exists(python):
+    print(f"no plugin row: {path if not os.path.isfile(path) else python} "
+          "is missing", flush=True)
+    return None
+  with open(os.path.join(run, "report.json")) as f:
+    entry = json.load(f).get("plugin", {})
+  played = capture.play_nam_file(
+      path, os.path.join(folder, f"{FLAGS.emu_label}_plugin"),
+      os.path.join(folder, "inputs.npz"), python, FLAGS.rtf_seconds)
+  return {"model": f"{FLAGS.emu_label} model.nam ({entry.get('how')}, "
+                   "NAM's package)",
+          "parameters": played["parameters"], "epochs": entry.get(
+              "student_epochs", emu["epochs"]),
+          "train_s": entry.get("student_train_seconds", 0.0),
+          "wall_s": entry.get("seconds", 0.0),
+          "rtf": played["rtf_offline_1thread"], "load": _load(),
+          "plugin": entry, **capture.score(held, played["predictions"], lag)}
 
 
 def nam_row(rec, held, lag, folder, preset, threads) -> dict:
@@ -162,6 +198,10 @@ def bench_device(name, material, root, threads) -> list:
   if not FLAGS.skip_emu:
     rows.append(emu_row(rec, held, lag, folder, threads))
     print(table_line(name, rows[-1]), flush=True)
+    plugin = plugin_row(held, lag, folder, rows[-1])
+    if plugin is not None:
+      rows.append(plugin)
+      print(table_line(name, rows[-1]), flush=True)
   if not FLAGS.skip_nam:
     for preset in FLAGS.nam_models:
       rows.append(nam_row(rec, held, lag, folder, preset, threads))
@@ -198,6 +238,9 @@ def main(argv):
     raise ValueError(f"--threads must be at least 1, got {FLAGS.threads}")
   if FLAGS.budget_s <= 0:
     raise ValueError(f"--budget_s must be positive, got {FLAGS.budget_s}")
+  if FLAGS.score_only and not FLAGS.skip_nam:
+    raise ValueError("--score_only scores the emu run that is there: pass "
+                     "--skip_nam too")
   if FLAGS.skip_nam and FLAGS.skip_emu:
     raise ValueError("--skip_nam and --skip_emu leave nothing to train; "
                      "--prepare_only records the devices alone")

@@ -21,6 +21,10 @@ DIR/predictions.npz (y/<name> per x/<name>) and DIR/result.json
 (parameters, epochs, training seconds, validation ESR per epoch, offline
 real-time factor on one thread).
 
+With --play_file=FILE.nam instead of a recording it trains nothing: NAM's
+package plays FILE (a capture's model.nam, written by emu) on --eval, into
+the same DIR/predictions.npz and DIR/result.json.
+
 argparse, not absl: the NAM environment need not have absl.
 """
 
@@ -200,13 +204,15 @@ def offline_rtf(model, sample_rate, seconds=10.0, repeats=3):
   return seconds / best
 
 
-def play(args, info):
-  """Exports, reloads with NAM's loader, predicts --eval; writes outputs."""
+def play(args, info, path=None):
+  """Loads the .nam file at `path` (default the exported OUTDIR/model.nam)
+  with NAM's loader, predicts --eval; writes outputs."""
   import torch  # pylint: disable=g-import-not-at-top
   from nam import models as nam_models  # pylint: disable=g-import-not-at-top
   one_thread()
-  with open(os.path.join(args.outdir, "model.nam")) as f:
+  with open(path or os.path.join(args.outdir, "model.nam")) as f:
     model = nam_models.init_from_nam(json.load(f)).eval()
+  info["parameters"] = int(sum(p.numel() for p in model.parameters()))
   outputs = {}
   with np.load(args.eval) as inputs:
     with torch.no_grad():
@@ -221,14 +227,17 @@ def play(args, info):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--input", required=True)
-  parser.add_argument("--target", required=True)
+  parser.add_argument("--input")
+  parser.add_argument("--target")
+  parser.add_argument("--play_file",
+                      help="no training: NAM's package plays this .nam file "
+                      "(e.g. one emu wrote) on --eval")
   parser.add_argument("--outdir", required=True)
   parser.add_argument("--preset", choices=PRESETS, default="lstm_standard")
   parser.add_argument("--budget_s", type=float, default=600.0)
   parser.add_argument("--max_epochs", type=int, default=100000)
   parser.add_argument("--threads", type=int, default=1)
-  parser.add_argument("--val_start", type=int, required=True,
+  parser.add_argument("--val_start", type=int,
                       help="first validation sample (emu's val1 split)")
   parser.add_argument("--delay", type=int, default=0,
                       help="latency in samples, as NAM's data 'delay'")
@@ -239,6 +248,16 @@ def main():
                       help="audio timed for the real-time factor")
   args = parser.parse_args()
   os.makedirs(args.outdir, exist_ok=True)
+  if args.play_file:
+    info = play(args, {}, args.play_file)
+    with open(os.path.join(args.outdir, "result.json"), "w") as f:
+      json.dump(info, f, indent=1)
+    print(f"NAM played {args.play_file}: {info['parameters']} parameters, "
+          f"offline RTF {info['rtf_offline_1thread']:.1f}")
+    return
+  if None in (args.input, args.target, args.val_start):
+    parser.error("training needs --input, --target and --val_start "
+                 "(or --play_file to play a file)")
   net, info = train(args)
   net.export(args.outdir)
   info = play(args, info)

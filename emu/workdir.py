@@ -16,7 +16,8 @@ DIR)`) holds:
                     LISTENING_TEST)
   audio/, plots/    WAVs and figures (AUDIO, PLOTS)
   audition/, audition.json   with --audition: each candidate's short runs
-                    (a run folder of its own; a child's LABEL.log), every
+                    (a run folder of its own; a child's LABEL.log; the
+                    children's XLA compilation cache, XLA_CACHE), every
                     round and the choice (AUDITION, AUDITION_CHOICE;
                     `emu.capture.audition`)
   inputs.json       size and sha256 of each file the run read (INPUTS)
@@ -61,6 +62,7 @@ AUDIO = "audio"
 PLOTS = "plots"
 AUDITION = "audition"
 AUDITION_CHOICE = "audition.json"
+XLA_CACHE = "xla_cache"  # in AUDITION
 INPUTS = "inputs.json"
 FAILED = "failed.json"
 PLUGIN_FILE = "model.nam"

@@ -73,9 +73,9 @@ def test_the_better_half_continues_until_one_is_chosen_and_continued(
       == winner
   assert report["audition"]["chosen"] == winner
   assert report["audition"]["rounds"] == 2
-  # One worker: the wall clock is every candidate's seconds added.
-  assert choice["workers"] == 1 and choice["wall_seconds"] == pytest.approx(
-      sum(choice["seconds_trained"].values()))
+  # One worker: the wall clock, measured, holds every candidate's seconds.
+  assert choice["workers"] == 1
+  assert choice["wall_seconds"] >= sum(choice["seconds_trained"].values())
   # Training time counts the candidates not chosen (each run's clock also
   # holds its last checkpoint's write, after its last row).
   others = sum(rows[label][-1]["elapsed_s"] for label in labels

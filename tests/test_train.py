@@ -208,26 +208,30 @@ class TestFit:
     assert result.epochs == 3 and result.best_epoch == 1
 
   def test_a_time_limit_stops_an_epoch_between_steps(self, tmp_path):
-    data = tiny_dataset()
+    data = tiny_dataset(seconds=20.0)
     full = train.fit(tiny_config(max_epochs=1), str(tmp_path / "full"),
                      dataset=data)
-    assert full.history[0]["steps"] > 2
-    # A budget shorter than any step: the epoch ends after its first one.
+    steps = full.history[0]["steps"]
+    assert steps > 100
+    # A budget shorter than any step: the epoch ends after its first one
+    # (the budget counts the compilation).
     cut = train.fit(tiny_config(max_epochs=5, time_budget_s=1e-3),
                     str(tmp_path / "budget"), dataset=data)
     assert cut.stop_reason == "time_budget" and cut.epochs == 1
     assert cut.history[0]["steps"] == 1
-    # fit's stop_after_seconds (the audition's rounds) the same; the run
-    # resumes from the cut epoch with a fresh pass over the data.
+    # fit's stop_after_seconds (the audition's rounds) counts from the end
+    # of the call's first step, its compilation: 0.3 s of training after it
     cfg = tiny_config(max_epochs=2)
     short = train.fit(cfg, str(tmp_path / "round"), dataset=data,
-                      stop_after_seconds=1e-3)
+                      stop_after_seconds=0.3)
+    row = short.history[0]
     assert short.stop_reason == "interrupted" and short.epochs == 1
-    assert short.history[0]["steps"] == 1
+    assert 1 < row["steps"] < steps
+    assert row["elapsed_s"] >= 0.3 + row["first_step_s"]
+    # and the run resumes from the cut epoch with a fresh pass over the data
     resumed = train.fit(cfg, str(tmp_path / "round"), dataset=data)
     assert resumed.stop_reason == "max_epochs"
-    assert [r["steps"] for r in resumed.history] == [
-        1, full.history[0]["steps"]]
+    assert [r["steps"] for r in resumed.history] == [row["steps"], steps]
 
   def test_workdir_with_other_config_is_refused(self, tmp_path):
     data = tiny_dataset()

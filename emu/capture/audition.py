@@ -22,9 +22,13 @@ With `audition_workers` >= 2 (default: one per usable core) a round's
 candidates train side by side, each in a child process pinned to a core
 with one XLA thread (`emu.capture.audition_workers`); 1 trains them one
 after another in this process. time_budget_s counts wall-clock seconds,
-what a user waits for: a round's wall seconds are its busiest worker's
-training seconds, and the winner trains on for the budget less the
-audition's wall seconds (its own audition seconds count once). The report's
+what a user waits for: a round's wall seconds are measured around it
+(the children's start-up and compilation included), and the winner trains
+on for the budget less the audition's wall seconds (its own audition
+seconds count once). A round's seconds are each candidate's training
+seconds after its first step (`emu.train.fit`'s stop_after_seconds): a
+WaveNet that compiles for 30 s gets its 40 s of training as an LSTM that
+compiles for 3 does. The report's
 train_seconds adds every candidate's training seconds (the CPU work: two
 workers training 60 s each cost 120); its audition block gives the wall
 seconds. WORKDIR/audition.json records every round (each candidate's val1
@@ -36,6 +40,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 from typing import Optional
 
 from absl import logging
@@ -57,8 +62,8 @@ _SHARED = ("audition", "audition_s", "audition_workers", "time_budget_s",
 USAGE = ("write NAME=V1|V2|... or @FAMILY.flags|@OTHER.flags with two or "
          "more alternatives, e.g. --audition='dynamics_width=0|8'")
 BUDGET_CLOCK = ("wall: time_budget_s counts the seconds a user waits; a "
-                "round's wall seconds are its busiest worker's training "
-                "seconds")
+                "round's wall seconds are measured around it (its workers' "
+                "start-up and compilation included)")
 
 
 def _convert(text: str, like, what: str):
@@ -324,12 +329,11 @@ def _train_round(cfg, workdir, runs, alive, seconds, record, overwrite,
   count = min(workers(cfg), len(jobs))
   logging.info("audition round %d: %s, %g s each, %d at a time",
                len(record["rounds"]) + 1, ", ".join(alive), seconds, count)
+  started = time.perf_counter()
   results = audition_workers.train_all(jobs, count, overwrite, dataset)
+  wall = time.perf_counter() - started
   scores = {label: results[label][0] for label in alive}
   trained = {label: results[label][1] for label in alive}
-  added = [trained[label] - before.get(label, 0.) for label in alive]
-  # Job i ran on worker i % count, one after another: the busiest's sum.
-  wall = max(sum(added[i::count]) for i in range(count))
   ranked = sorted(alive, key=lambda label: (scores[label],
                                             alive.index(label)))
   kept = ranked[:max(len(alive) // 2, 1)]

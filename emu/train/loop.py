@@ -68,6 +68,8 @@ class Loop:
   saved_epoch: int = 0
   saved_at: float = 0.0
   stop_after_s: Optional[float] = None  # fit's stop_after_seconds
+  steps_this_call: int = 0  # steps taken since fit was called
+  first_step_s: Optional[float] = None  # that call's first (compiling) step
 
   def checkpoint(self):
     """The 'last' checkpoint's tree."""
@@ -92,7 +94,9 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
     stop_after_epochs: end this call after so many epochs in total, as if
       interrupted (tests resume from it).
     stop_after_seconds: end this call once the run has trained so many
-      seconds in total, as if interrupted (`emu.capture.audition`'s short runs).
+      seconds in total, as if interrupted (`emu.capture.audition`'s short
+      runs), not counting this call's first step: its compilation, which
+      took a WaveNet 20-40 s of a 40 s audition round.
     on_start: called (on process 0) once every input is checked and
       workdir holds config.json, before the first epoch: what else a run
       writes into its folder (emu.pipeline: data_report.json).
@@ -238,6 +242,9 @@ def _run_epoch(plan: plan_lib.Plan, loop: Loop):
     if plan.sync_steps:
       jax.block_until_ready(step_out)
     step_metrics.append(step_out)
+    loop.steps_this_call += 1
+    if loop.steps_this_call == 1 and loop.stop_after_s is not None:
+      deadline = _without_first_step(plan.cfg, loop, start, step_out)
     if deadline is not None and _past(deadline, step_metrics):
       break
   # One host transfer per epoch (replicated over the processes: each reads
@@ -250,6 +257,8 @@ def _run_epoch(plan: plan_lib.Plan, loop: Loop):
   row["samples_per_s"] = len(step_metrics) * plan.samples_per_step / (
       train_time)
   row["steps"] = len(step_metrics)
+  if loop.first_step_s is not None and loop.steps_this_call == row["steps"]:
+    row["first_step_s"] = loop.first_step_s  # compiling, not counted
   return loop, row
 
 
@@ -267,6 +276,16 @@ def epoch_deadline(cfg: config_lib.Config, loop: Loop,
   """
   limits = [s for s in (cfg.time_budget_s, loop.stop_after_s) if s]
   return start + min(limits) - loop.elapsed if limits else None
+
+
+def _without_first_step(cfg, loop: Loop, start: float, step_out):
+  """The epoch's deadline once this call's first step (`step_out`, its
+  compilation) is done, fit's stop_after_seconds moved past it: a
+  candidate's round counts the seconds it trains, not those it compiles."""
+  jax.block_until_ready(step_out)
+  loop.first_step_s = time.perf_counter() - start
+  loop.stop_after_s += loop.first_step_s
+  return epoch_deadline(cfg, loop, start)
 
 
 def _past(deadline: float, step_metrics: list) -> bool:
@@ -372,6 +391,10 @@ def _diverged(plan: plan_lib.Plan, loop: Loop, what: str) -> str:
 
 
 def _finish(plan: plan_lib.Plan, loop: Loop, reason: str) -> FitResult:
+  # The seconds the 'last' checkpoint holds, where a resumed run's clock
+  # starts (its own write is not in it): what the audition's next round
+  # adds to.
+  trained = loop.elapsed
   _maybe_checkpoint(plan, loop, force=True)
   logging.info("training stopped (%s) after %d epochs, %.1f s; best val1 "
                "ESR %.3e at epoch %d", reason, loop.epoch, loop.elapsed,
@@ -387,7 +410,7 @@ def _finish(plan: plan_lib.Plan, loop: Loop, reason: str) -> FitResult:
   return FitResult(model=plan.full_model,
                    params=parallel.host_local(plan.to_full(loop.best_params)),
                    dataset=plan.dataset, history=loop.history,
-                   stop_reason=reason, train_seconds=loop.elapsed,
+                   stop_reason=reason, train_seconds=trained,
                    epochs=loop.epoch, best_epoch=loop.stopper.best_epoch,
                    parallel="members" if plan.split_members else "data",
                    warnings=warnings)
