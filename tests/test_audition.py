@@ -308,3 +308,22 @@ def test_the_family_recipe_auditions_the_families_readme_names(tmp_path):
   # Five candidates on two workers: at most a third of the 10 minutes.
   assert audition.planned_wall_s(len(runs), cfg.audition_s, 2) <= (
       cfg.time_budget_s / 3)
+
+
+def test_the_best_of_each_kind_goes_on_where_the_half_has_room():
+  kinds = {"wiener": "grey", "wiener_compressor": "grey",
+           "wiener_residual": "grey", "nam_wavenet": "black", "lstm": "black"}
+  # The tube amp's first round: two grey boxes lead, the WaveNet is third
+  ranked = ["wiener", "wiener_compressor", "nam_wavenet", "wiener_residual",
+            "lstm"]
+  assert audition.keep(ranked, kinds, 2) == ["wiener", "nam_wavenet"]
+  assert audition.keep(ranked, kinds, 3) == ["wiener", "wiener_compressor",
+                                             "nam_wavenet"]
+  # one to keep: the best; one kind: the better half by rank
+  assert audition.keep(ranked, kinds, 1) == ["wiener"]
+  same = {k: "grey" for k in kinds}
+  assert audition.keep(ranked, same, 2) == ["wiener", "wiener_compressor"]
+  # and the kind of a family is its model's
+  cfg = config_lib.Config(model="nam_wavenet")
+  assert audition.kind(cfg) == "black"
+  assert audition.kind(cfg.replace(model="wiener")) == "grey"
