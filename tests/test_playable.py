@@ -340,3 +340,24 @@ def test_an_lstm_capture_ends_with_its_exact_file(lstm_capture, tmp_path):
       f"; plugin {path} (exact) val1 ESR {entry['val1_esr']:.3e} (NAM: "
       f"{entry['nam_verdict']}) beside the model's "
       f"{report['val1']['esr']:.3e}")
+
+
+def test_a_file_whose_loudness_cannot_be_computed_is_written_without_it(
+    teacher, tmp_path, monkeypatch):
+  cfg, result, report = teacher
+  workdir = _folder(tmp_path, report)
+  model = nam_wavenet.NamWaveNet(config=TINY_STUDENT)
+  student = types.SimpleNamespace(
+      model=model, params=model.init(jax.random.key(1), jnp.zeros((1, 64, 1))),
+      history=[{"epoch": 1, "val1_esr": 0.5}], epochs=1, train_seconds=1.0)
+  monkeypatch.setattr(distill, "distill", lambda *a, **k: student)
+
+  def unreadable(d, *args):
+    raise RuntimeError("Error opening 'loudness_input.wav': System error.")
+
+  monkeypatch.setattr(export, "with_loudness", unreadable)
+  entry = playable.write(cfg, workdir, result, dict(report))
+  # Then the file is there and plays; its metadata has no loudness
+  assert entry["file"] == workdir_lib.PLUGIN_FILE and entry["how"] == "distilled"
+  with open(playable.file_path(workdir)) as f:
+    assert "loudness" not in json.load(f)["metadata"]

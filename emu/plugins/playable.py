@@ -129,7 +129,12 @@ def _make(cfg, workdir, result, report, start) -> dict:
     d = export.export(student.model, student.params, "nam", rate, metadata={
         "emu_model": "nam_wavenet", "emu_distilled_from": model,
         "training": {"validation_esr": _best(student.history)}})
-  d = export.with_loudness(d)
+  try:
+    d = export.with_loudness(d)
+  except (OSError, RuntimeError) as e:  # the file plays without it
+    logging.warning("plugin: no loudness in %s's metadata (%s: %s): NAM's "
+                    "plugin will not normalise its output", path,
+                    type(e).__name__, e)
   workdir_lib.write_text(workdir, workdir_lib.PLUGIN_FILE, json.dumps(d))
   entry = {"file": workdir_lib.PLUGIN_FILE, **entry, **measure(
       path, result, report["val1"]["esr"], against_model=bool(student))}
