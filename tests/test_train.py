@@ -209,25 +209,31 @@ class TestFit:
 
   def test_a_time_limit_stops_an_epoch_between_steps(self, tmp_path):
     data = tiny_dataset(seconds=20.0)
-    # A budget shorter than any step: the epoch ends after its first one
-    # (the budget counts the compilation).
+    # A budget shorter than any step: the first epoch is still whole, and
+    # the run stops after it.
     cut = train.fit(tiny_config(max_epochs=5, time_budget_s=1e-3),
                     str(tmp_path / "budget"), dataset=data)
     assert cut.stop_reason == "time_budget" and cut.epochs == 1
-    assert cut.history[0]["steps"] == 1
-    # fit's stop_after_seconds (the audition's rounds) counts from the end
-    # of the call's first step, its compilation: 0.3 s of training after it
-    cfg = tiny_config(max_epochs=2)
-    short = train.fit(cfg, str(tmp_path / "round"), dataset=data,
-                      stop_after_seconds=0.3)
-    row = short.history[0]
-    assert short.stop_reason == "interrupted" and short.epochs == 1
-    assert row["elapsed_s"] >= 0.3 + row["first_step_s"]
+    steps = cut.history[0]["steps"]
+    assert steps > 100
+    # fit's stop_after_seconds (the audition's rounds) cuts a later epoch
+    # between steps, counting from the end of the call's first step (its
+    # compilation): 0.3 s of training after it
+    cfg = tiny_config(max_epochs=3)
+    folder = str(tmp_path / "round")
+    first = train.fit(cfg, folder, dataset=data, stop_after_seconds=1e-3)
+    assert first.epochs == 1 and first.history[0]["steps"] == steps
+    limit = first.train_seconds + 0.3
+    second = train.fit(cfg, folder, dataset=data, stop_after_seconds=limit)
+    row = second.history[1]
+    assert second.stop_reason == "interrupted" and second.epochs == 2
+    assert 1 < row["steps"] < steps
+    assert row["elapsed_s"] >= limit + row["first_step_s"]
     # and the run resumes from the cut epoch with a fresh, whole pass
-    resumed = train.fit(cfg, str(tmp_path / "round"), dataset=data)
+    resumed = train.fit(cfg, folder, dataset=data)
     assert resumed.stop_reason == "max_epochs"
-    steps = resumed.history[1]["steps"]
-    assert resumed.history[0] == row and 1 < row["steps"] < steps > 100
+    assert resumed.history[:2] == second.history
+    assert resumed.history[2]["steps"] == steps
 
   def test_workdir_with_other_config_is_refused(self, tmp_path):
     data = tiny_dataset()

@@ -266,7 +266,9 @@ def epoch_deadline(cfg: config_lib.Config, loop: Loop,
                    start: float) -> Optional[float]:
   """The `time.perf_counter()` at which an epoch begun at `start` stops
   between two steps: where the run reaches its time budget or fit's
-  `stop_after_seconds`, whichever is first; None without either.
+  `stop_after_seconds`, whichever is first; None without either, and in
+  the run's first epoch, which is always whole (a model that has seen
+  every segment once, however short the budget).
 
   A budget is kept to the step, not to the epoch's end: an epoch of a long
   recording takes a minute or more on a CPU, and a budget checked only
@@ -275,7 +277,9 @@ def epoch_deadline(cfg: config_lib.Config, loop: Loop,
   starts a fresh pass over the data.
   """
   limits = [s for s in (cfg.time_budget_s, loop.stop_after_s) if s]
-  return start + min(limits) - loop.elapsed if limits else None
+  if not limits or loop.epoch == 0:
+    return None
+  return start + min(limits) - loop.elapsed
 
 
 def _without_first_step(cfg, loop: Loop, start: float, step_out):
