@@ -327,3 +327,13 @@ def test_the_best_of_each_kind_goes_on_where_the_half_has_room():
   cfg = config_lib.Config(model="nam_wavenet")
   assert audition.kind(cfg) == "black"
   assert audition.kind(cfg.replace(model="wiener")) == "grey"
+
+
+def test_the_hour_recipe_is_the_family_recipe_with_a_longer_audition(
+    tmp_path):
+  ten = _recipe(tmp_path, "capture_families.flags")
+  hour = _recipe(tmp_path, "capture_families_60.flags")
+  assert hour.differences(ten).keys() == {"audition_s", "time_budget_s"}
+  assert (hour.time_budget_s, hour.audition_s) == (3600., 120.)
+  # Five candidates on two workers: a sixth of the hour, as planned.
+  assert audition.planned_wall_s(5, hour.audition_s, 2) == 3600. / 6
