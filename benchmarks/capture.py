@@ -329,6 +329,12 @@ def train_nam(recording: Recording, outdir: str, preset: str,
           f"--threads={threads}", f"--val_start={val_start(recording.samples)}",
           f"--delay={delay}", f"--eval={inputs_npz}",
           f"--rtf_seconds={rtf_seconds:g}"]
+  return _nam_child(argv, outdir)
+
+
+def _nam_child(argv, outdir: str) -> dict:
+  """benchmarks/nam_train.py run as `argv` (NAM's venv, emu's environment
+  left out): its result.json, the predictions and its wall seconds."""
   env = {k: v for k, v in os.environ.items()
          if k not in ("PYTHONPATH", "XLA_FLAGS")}
   wall = _run(argv, os.path.join(outdir, "nam.log"), env)
@@ -347,14 +353,7 @@ def play_nam_file(nam_file: str, outdir: str, inputs_npz: str,
   python = python or nam_python()
   argv = [python, NAM_TRAIN, f"--play_file={nam_file}", f"--outdir={outdir}",
           f"--eval={inputs_npz}", f"--rtf_seconds={rtf_seconds:g}"]
-  env = {k: v for k, v in os.environ.items()
-         if k not in ("PYTHONPATH", "XLA_FLAGS")}
-  _run(argv, os.path.join(outdir, "nam.log"), env)
-  with open(os.path.join(outdir, "result.json")) as f:
-    info = json.load(f)
-  with np.load(os.path.join(outdir, "predictions.npz")) as z:
-    predictions = {k[2:]: z[k] for k in z.files}
-  return {"predictions": predictions, **info}
+  return _nam_child(argv, outdir)
 
 
 if __name__ == "__main__":

@@ -147,14 +147,13 @@ def plugin_row(held, lag, folder, emu) -> dict:
   """The emu run's model.nam (the capture's plugin file) played by NAM's
   own package on the held-out audio; None (saying why) without one."""
   run = os.path.join(folder, FLAGS.emu_label)
-  path = os.path.join(run, "model.nam")
+  path = workdir_lib.path(run, workdir_lib.PLUGIN_FILE)
   python = FLAGS.nam_python or capture.nam_python()
   if not os.path.isfile(path) or not os.path.exists(python):
     print(f"no plugin row: {path if not os.path.isfile(path) else python} "
           "is missing", flush=True)
     return None
-  with open(os.path.join(run, "report.json")) as f:
-    entry = json.load(f).get("plugin", {})
+  entry = workdir_lib.read_json(run, workdir_lib.REPORT).get("plugin", {})
   played = capture.play_nam_file(
       path, os.path.join(folder, f"{FLAGS.emu_label}_plugin"),
       os.path.join(folder, "inputs.npz"), python, FLAGS.rtf_seconds)

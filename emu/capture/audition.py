@@ -184,7 +184,7 @@ def keep(ranked: list, kinds: dict, count: int) -> list:
   order; returned in rank order.
 
   On a tube amp circuit a grey box led the first 40 s round (1.5e-2, then
-  flat at 1.2e-2) and NAM's WaveNet was third (3.0e-2, falling): kept by
+  1.1e-2 after 80 s more) and NAM's WaveNet was third (3.0e-2): kept by
   rank alone, two grey boxes went on and the chosen one ended 2x worse
   than the WaveNet trained alone (benchmarks/README.md, 2026-12-07 (3)).
   """

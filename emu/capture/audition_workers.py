@@ -12,8 +12,8 @@ and neither steals the other's core. A child's log goes to
 audition/LABEL.log beside its run folder. The children share a persistent
 XLA compilation cache, audition/xla_cache (unless JAX_COMPILATION_CACHE_DIR
 names another): a candidate going on to the next round loads its training
-step instead of compiling it again (NAM's standard WaveNet: 20-40 s on one
-loaded core).
+step instead of compiling it again (NAM's standard WaveNet's first step:
+31 s in round 1, 7 s in round 2 on one loaded core).
 """
 
 import dataclasses

@@ -68,8 +68,7 @@ class Loop:
   saved_epoch: int = 0
   saved_at: float = 0.0
   stop_after_s: Optional[float] = None  # fit's stop_after_seconds
-  steps_this_call: int = 0  # steps taken since fit was called
-  first_step_s: Optional[float] = None  # that call's first (compiling) step
+  first_step_s: Optional[float] = None  # this call's first (compiling) step
 
   def checkpoint(self):
     """The 'last' checkpoint's tree."""
@@ -96,7 +95,7 @@ def fit(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
     stop_after_seconds: end this call once the run has trained so many
       seconds in total, as if interrupted (`emu.capture.audition`'s short
       runs), not counting this call's first step: its compilation, which
-      took a WaveNet 20-40 s of a 40 s audition round.
+      took NAM's WaveNet 28-32 s of a 40 s audition round.
     on_start: called (on process 0) once every input is checked and
       workdir holds config.json, before the first epoch: what else a run
       writes into its folder (emu.pipeline: data_report.json).
@@ -233,6 +232,7 @@ def _run_epoch(plan: plan_lib.Plan, loop: Loop):
                                                   plan.cfg.ensemble)
   step_metrics = []
   deadline = epoch_deadline(plan.cfg, loop, start)
+  compiled = None  # this epoch's first step, where it is the call's first
   loop.state = plan.place_state(loop.state, plan.mesh)
   for batch in batches.epoch_batches(plan.cfg, plan.dataset.train,
                                      parallel.host_local(epoch_key)):
@@ -242,9 +242,9 @@ def _run_epoch(plan: plan_lib.Plan, loop: Loop):
     if plan.sync_steps:
       jax.block_until_ready(step_out)
     step_metrics.append(step_out)
-    loop.steps_this_call += 1
-    if loop.steps_this_call == 1 and loop.stop_after_s is not None:
+    if loop.first_step_s is None and loop.stop_after_s is not None:
       deadline = _without_first_step(plan.cfg, loop, start, step_out)
+      compiled = loop.first_step_s
     if deadline is not None and _past(deadline, step_metrics):
       break
   # One host transfer per epoch (replicated over the processes: each reads
@@ -257,8 +257,8 @@ def _run_epoch(plan: plan_lib.Plan, loop: Loop):
   row["samples_per_s"] = len(step_metrics) * plan.samples_per_step / (
       train_time)
   row["steps"] = len(step_metrics)
-  if loop.first_step_s is not None and loop.steps_this_call == row["steps"]:
-    row["first_step_s"] = loop.first_step_s  # compiling, not counted
+  if compiled is not None:
+    row["first_step_s"] = compiled  # compiling, not counted
   return loop, row
 
 
