@@ -7,14 +7,17 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 
+from emu import apply as apply_lib
 from emu.capture import audition
 from emu.capture import audition_workers
 from emu import cli
 from emu import config as config_lib
 from emu import pipeline
 from emu import workdir
+from emu.plugins import playable
 
 
 def _config(**changes):
@@ -337,3 +340,59 @@ def test_the_hour_recipe_is_the_family_recipe_with_a_longer_audition(
   assert (hour.time_budget_s, hour.audition_s) == (3600., 120.)
   # Five candidates on two workers: a sixth of the hour, as planned.
   assert audition.planned_wall_s(5, hour.audition_s, 2) == 3600. / 6
+
+
+def test_on_two_cores_the_last_two_race_and_the_runner_up_can_play(
+    tmp_path, monkeypatch):
+  # Given two candidates, two workers and two cores (the children's path
+  # replaced by the same training in this process, its jobs recorded)
+  jobs = []
+  def in_process(batch, count, overwrite=False, dataset=None):
+    assert count == 2
+    jobs.extend(batch)
+    return {job.label: audition_workers.train_one(job, overwrite, dataset)
+            for job in batch}
+  monkeypatch.setattr(audition_workers, "train_all", in_process)
+  monkeypatch.setattr(audition.parallel, "usable_cores", lambda: 2)
+  lstm = _family(tmp_path, "lstm.flags",
+                 "--model=lstm\n--hidden_size=4\n--learning_rate=0\n")
+  cfg = _config(audition=f"{lstm}|learning_rate=0.1", audition_workers=2,
+                time_budget_s=300., plugin_seconds=0)
+  assert audition.races(cfg)
+  assert not audition.races(cfg.replace(audition_workers=1))
+  path = str(tmp_path / "run")
+  report = pipeline.run(cfg, path)
+  # Then the one round is the race: both train to the budget's end (here
+  # max_epochs comes first), and the better at the end is the model
+  choice = workdir.read_json(path, workdir.AUDITION_CHOICE)
+  (race,) = choice["rounds"]
+  assert race["race"] and race["seconds"] == 300.
+  assert sorted(job.until_s for job in jobs) == [300., 300.]
+  folder = os.path.join(path, workdir.AUDITION, "lstm")
+  scores = race["val1_esr"]
+  assert len(_rows(folder)) == 3 and report["epochs"] == 3
+  assert choice["chosen"] == min(scores, key=scores.get) == (
+      "learning_rate=0.1")
+  assert len(_rows(path)) == 3  # the winner trained no further
+  # The runner-up, trained as long, is named for its plugin file
+  assert audition.runner_up(path) == ("lstm", folder, scores["lstm"])
+  assert audition.runner_up(folder) is None  # no audition there
+  # and, where the model has no .nam of its own (an LRU) and the runner-up
+  # is within 1.5x of its val1 ESR, the plugin file is the runner-up's
+  # exactly: it plays as the runner-up's run does
+  rate = workdir.sample_rate_of(path)
+  entry, d = playable._runner_up(  # pylint: disable=protected-access
+      path, {"val1": {"esr": scores["lstm"] / 1.4}}, rate, "why")
+  assert entry == {"how": "runner_up", "runner_up": "lstm",
+                   "why_runner_up": "why"}
+  nam = tmp_path / "runner_up.nam"
+  nam.write_text(json.dumps(d))
+  x = np.random.default_rng(0).uniform(-0.5, 0.5, 4000).astype(np.float32)
+  y_file = apply_lib.play(*apply_lib.load_model(model_file=str(nam))[:2], x)
+  y_run = apply_lib.play(*apply_lib.load_model(workdir=folder)[:2], x)
+  assert np.max(np.abs(y_file - y_run)) <= 1e-5
+  assert np.std(y_run) > 1e-3  # a signal
+  # past 1.5x: none (the model is distilled instead)
+  assert playable._runner_up(  # pylint: disable=protected-access
+      path, {"val1": {"esr": scores["lstm"] / 1.6}}, rate, "why") == (
+          None, None)

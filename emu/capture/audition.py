@@ -22,6 +22,18 @@ on, whatever their rank (`keep`): a grey box converges in seconds and a
 WaveNet in minutes, so a short round alone would never let a WaveNet
 show what it reaches.
 
+The race (`races`): where the last two candidates would use every core
+there is (two workers, a time budget, at most two usable cores: a 2-core
+CPU), the last round does not halve them after twice the seconds: both
+train side by side to the end of the budget and the better at the end is
+the model. A single winner trains on with XLA's threads over both cores,
+which a recurrent scan or a small WaveNet barely uses; a ranking after 80 s
+of a 600 s budget chose a tube amp's wiener (4.5e-3 at the end) over NAM's
+WaveNet, which passes it after about 100 s and ends at 2.3e-3
+(benchmarks/README.md). The runner-up stays in WORKDIR/audition/LABEL,
+trained as long: `emu.plugins.playable` takes its file where the winner
+has none of its own.
+
 With `audition_workers` >= 2 (default: one per usable core) a round's
 candidates train side by side, each in a child process pinned to a core
 with one XLA thread (`emu.capture.audition_workers`); 1 trains them one
@@ -214,6 +226,14 @@ def rounds(count: int, first_s: float) -> list:
   return out
 
 
+def races(cfg: config_lib.Config) -> bool:
+  """Whether the last two candidates train side by side to the end of the
+  budget (the module's docstring): two or more workers, a time budget, and
+  no more usable cores than the two of them use."""
+  return bool(cfg.time_budget_s) and workers(cfg) >= 2 and (
+      parallel.usable_cores() <= 2)
+
+
 def planned_wall_s(count: int, first_s: float, worker_count: int) -> float:
   """The audition's wall seconds as planned: each round's candidates
   shared over the workers, one after another on each."""
@@ -288,7 +308,8 @@ def choose(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
   `emu.train.fit`).
 
   Phases: resume the choice, or the rounds recorded so far -> each round
-  left (train, score, keep the better half; recorded) -> adopt the winner.
+  left (train, score, keep the better half; recorded; the last one a race
+  to the budget's end where `races`) -> adopt the winner.
   Raises TrainingFailed if every candidate failed to learn.
   """
   chosen = resumed(cfg, workdir)
@@ -299,10 +320,16 @@ def choose(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
   runs = dict(candidates(cfg))
   record = _started(cfg, workdir, overwrite, list(runs))
   alive = list(runs)
-  for index, (count, seconds) in enumerate(rounds(len(runs), cfg.audition_s)):
+  plan = rounds(len(runs), cfg.audition_s)
+  for index, (count, seconds) in enumerate(plan):
     if index == len(record["rounds"]):  # not trained yet (or interrupted)
+      race = races(cfg) and index == len(plan) - 1
+      if race:  # to the budget's end (what the rounds before left of it)
+        seconds = max(cfg.time_budget_s - sum(
+            one["wall_seconds"] for one in record["rounds"]), 0.)
       record["rounds"].append(_train_round(
           cfg, workdir, runs, alive, seconds, record, overwrite, dataset))
+      record["rounds"][-1]["race"] = race
       workdir_lib.write_json(workdir, workdir_lib.AUDITION_CHOICE, record,
                              indent=2)
     alive = record["rounds"][index]["continue"]
@@ -324,6 +351,22 @@ def summary(workdir: str) -> Optional[dict]:
                              if k != choice["chosen"])
   out["chosen_seconds"] = choice["seconds_trained"][choice["chosen"]]
   return out
+
+
+def runner_up(workdir: str) -> Optional[tuple]:
+  """(label, run folder, its best val1 ESR) of the candidate that lost the
+  race to the one workdir holds, or None (no audition chosen, or its last
+  round was no race: the others trained less than the winner)."""
+  choice = _read_choice(workdir)
+  if choice is None or not choice["rounds"][-1].get("race"):
+    return None
+  scores = choice["rounds"][-1]["val1_esr"]
+  others = [label for label in scores if label != choice["chosen"]
+            and scores[label] is not None]
+  if not others:
+    return None
+  label = min(others, key=scores.get)
+  return label, _folder(workdir, label), scores[label]
 
 
 # ----------------------------------------------------------------- phases
@@ -394,9 +437,11 @@ def _adopt(cfg, workdir, runs, label, record) -> config_lib.Config:
     trained.update(one["seconds_trained"])
   wall = sum(one["wall_seconds"] for one in record["rounds"])
   chosen = runs[label]
-  if cfg.time_budget_s:  # the winner's own seconds count once
-    chosen = chosen.replace(
-        time_budget_s=max(cfg.time_budget_s - wall + trained[label], 0.))
+  if cfg.time_budget_s:  # the winner's own seconds count once; at least
+    # what it has trained (0 would mean no budget), so a race's winner or
+    # an audition past the budget trains no more
+    chosen = chosen.replace(time_budget_s=max(
+        cfg.time_budget_s - wall + trained[label], trained[label]))
   workdir_lib.adopt_run(_folder(workdir, label), workdir)
   workdir_lib.write_text(workdir, workdir_lib.CONFIG, chosen.to_json())
   record.update(val1_esr=scores, seconds_trained=trained, wall_seconds=wall,
