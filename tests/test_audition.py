@@ -358,8 +358,14 @@ def test_on_two_cores_the_last_two_race_and_the_runner_up_can_play(
                  "--model=lstm\n--hidden_size=4\n--learning_rate=0\n")
   cfg = _config(audition=f"{lstm}|learning_rate=0.1", audition_workers=2,
                 time_budget_s=300., plugin_seconds=0)
-  assert audition.races(cfg)
-  assert not audition.races(cfg.replace(audition_workers=1))
+  assert audition.races(cfg, 2)
+  # not where one would wait for a worker, nor with a core left idle
+  assert not audition.races(cfg.replace(audition_workers=1), 2)
+  assert not audition.races(cfg, 3)  # three candidates, one round
+  assert not audition.races(cfg.replace(time_budget_s=0.), 2)
+  with monkeypatch.context() as more:
+    more.setattr(audition.parallel, "usable_cores", lambda: 4)
+    assert not audition.races(cfg.replace(audition_workers=4), 2)
   path = str(tmp_path / "run")
   report = pipeline.run(cfg, path)
   # Then the one round is the race: both train to the budget's end (here

@@ -22,11 +22,11 @@ on, whatever their rank (`keep`): a grey box converges in seconds and a
 WaveNet in minutes, so a short round alone would never let a WaveNet
 show what it reaches.
 
-The race (`races`): where the last two candidates would use every core
-there is (two workers, a time budget, at most two usable cores: a 2-core
-CPU), the last round does not halve them after twice the seconds: both
-train side by side to the end of the budget and the better at the end is
-the model. A single winner trains on with XLA's threads over both cores,
+The race (`races`): where the last round's candidates (two, after
+halving) would each have a worker and use every core there is (a 2-core
+CPU), that round does not halve them after twice the seconds: they train
+side by side to the end of the budget and the better at the end is the
+model. A single winner trains on with XLA's threads over both cores,
 which a recurrent scan or a small WaveNet barely uses; a ranking after 80 s
 of a 600 s budget chose a tube amp's wiener (4.5e-3 at the end) over NAM's
 WaveNet, which passes it after about 100 s and ends at 2.3e-3
@@ -226,12 +226,12 @@ def rounds(count: int, first_s: float) -> list:
   return out
 
 
-def races(cfg: config_lib.Config) -> bool:
-  """Whether the last two candidates train side by side to the end of the
-  budget (the module's docstring): two or more workers, a time budget, and
-  no more usable cores than the two of them use."""
-  return bool(cfg.time_budget_s) and workers(cfg) >= 2 and (
-      parallel.usable_cores() <= 2)
+def races(cfg: config_lib.Config, count: int) -> bool:
+  """Whether the last round's `count` candidates train side by side to the
+  end of the budget (the module's docstring): a time budget, a worker for
+  each of them, and no usable core left over."""
+  return bool(cfg.time_budget_s) and 2 <= count <= workers(cfg) and (
+      parallel.usable_cores() <= count)
 
 
 def planned_wall_s(count: int, first_s: float, worker_count: int) -> float:
@@ -323,7 +323,7 @@ def choose(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
   plan = rounds(len(runs), cfg.audition_s)
   for index, (count, seconds) in enumerate(plan):
     if index == len(record["rounds"]):  # not trained yet (or interrupted)
-      race = races(cfg) and index == len(plan) - 1
+      race = index == len(plan) - 1 and races(cfg, count)
       if race:  # to the budget's end (what the rounds before left of it)
         seconds = max(cfg.time_budget_s - sum(
             one["wall_seconds"] for one in record["rounds"]), 0.)
