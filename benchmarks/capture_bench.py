@@ -4,7 +4,8 @@
     [--devices=pb_overdrive,pb_compressor] [--nam_models=lstm_standard]
 
 For each device of benchmarks/devices.py: records emu's test signal
-through it, trains emu (experiments/run.py --flagfile=capture.flags) and
+through it, trains emu (experiments/run.py --flagfile=
+capture_families.flags, README's capture command) and
 each of Neural Amp Modeler 0.13's --nam_models (benchmarks/nam_train.py,
 in NAM's own venv: --nam_python or $EMU_NAM_PYTHON) on that recording,
 each with the same wall-clock budget on all the cores this process may
@@ -80,7 +81,7 @@ def _define_flags():
                       f"{capture.DEFAULT_NAM_PYTHON}).")
   flags.DEFINE_string("emu_flagfile",
                       os.path.join(capture.ROOT, "experiments",
-                                   "capture.flags"),
+                                   "capture_families.flags"),
                       "emu's recipe (run.py --flagfile).")
   flags.DEFINE_multi_string(
       "emu_flag", ["--stream_blocks=64"],

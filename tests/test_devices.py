@@ -120,11 +120,12 @@ def _bench(tmp_path, *flags, timeout=600):
   return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-# A tiny emu recipe on top of capture.flags: the pipeline, not the quality.
+# A tiny emu recipe on top of the bench's (capture_families.flags): the
+# pipeline, not the quality.
 _TINY = ["--emu_flag=--shaper_width=2", "--emu_flag=--pre_modes=1",
          "--emu_flag=--segment_length=2048", "--emu_flag=--warmup=256",
          "--emu_flag=--stream_blocks=",
-         # One model, not capture.flags' audition (tests/test_audition.py).
+         # One model, not the recipe's audition (tests/test_audition.py).
          "--emu_flag=--audition=",
          # No model.nam: distilling one is tests/test_playable.py's.
          "--emu_flag=--plugin_seconds=0"]
