@@ -39,7 +39,15 @@ def _popen(*args, stderr=None):
   return subprocess.Popen(
       [sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
       stderr=subprocess.PIPE if stderr is None else open(stderr, "w"),
-      text=True, env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT))
+      text=True, env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT),
+      preexec_fn=_ctrl_c_heard)
+
+
+def _ctrl_c_heard():
+  """SIGINT back to its default in the child, so that its Python raises
+  KeyboardInterrupt on it: a suite started in the background by a shell
+  (`bash .ci/run &`) ignores SIGINT, and its children inherit that."""
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _error_lines(stderr):
@@ -328,7 +336,8 @@ def test_ctrl_c_says_how_to_resume_and_resumes(tmp_path):
   assert f"resuming {workdir} from epoch" in stderr
 
 
-def test_a_ctrl_c_python_drops_in_a_callback_is_sent_again(monkeypatch):
+def test_a_ctrl_c_python_drops_in_a_callback_is_sent_again(monkeypatch,
+                                                           request):
   """A KeyboardInterrupt raised in a __del__ or a gc callback (JAX's) is
   printed and dropped by Python; run.py's hook sends SIGINT once more."""
   import importlib.util  # pylint: disable=g-import-not-at-top
@@ -338,6 +347,10 @@ def test_a_ctrl_c_python_drops_in_a_callback_is_sent_again(monkeypatch):
   run_py = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(run_py)
   monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+  # Python's own handler, even where the suite was started ignoring SIGINT
+  # (`_ctrl_c_heard`); put back after the test
+  previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+  request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
   run_py.redeliver_dropped_interrupts()
 
   class InterruptedWhileCollected:
