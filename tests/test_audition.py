@@ -16,6 +16,7 @@ from emu.capture import audition_workers
 from emu import cli
 from emu import config as config_lib
 from emu import pipeline
+from emu import train
 from emu import workdir
 from emu.plugins import playable
 
@@ -384,21 +385,21 @@ def test_on_two_cores_the_last_two_race_and_the_runner_up_can_play(
   assert audition.runner_up(path) == ("lstm", folder, scores["lstm"])
   assert audition.runner_up(folder) is None  # no audition there
   # and, where the model has no .nam of its own (an LRU) and the runner-up
-  # is within 1.5x of its val1 ESR, the plugin file is the runner-up's
-  # exactly: it plays as the runner-up's run does
-  rate = workdir.sample_rate_of(path)
-  entry, d = playable._runner_up(  # pylint: disable=protected-access
-      path, {"val1": {"esr": scores["lstm"] / 1.4}}, rate, "why")
-  assert entry == {"how": "runner_up", "runner_up": "lstm",
-                   "why_runner_up": "why"}
-  nam = tmp_path / "runner_up.nam"
-  nam.write_text(json.dumps(d))
+  # is within 1.5x of its val1 ESR, the capture's plugin file is the
+  # runner-up's exactly: it plays as the runner-up's run does
+  report = workdir.read_json(path, workdir.REPORT)
+  report["val1"]["esr"] = scores["lstm"] / 1.4
+  entry = playable.write(workdir.read_config(path).replace(
+      plugin_seconds=120.), path, train.fit(workdir.read_config(path), path),
+                         report)
+  assert (entry["how"], entry["runner_up"]) == ("runner_up", "lstm"), entry
+  nam = playable.file_path(path)
   x = np.random.default_rng(0).uniform(-0.5, 0.5, 4000).astype(np.float32)
-  y_file = apply_lib.play(*apply_lib.load_model(model_file=str(nam))[:2], x)
+  y_file = apply_lib.play(*apply_lib.load_model(model_file=nam)[:2], x)
   y_run = apply_lib.play(*apply_lib.load_model(workdir=folder)[:2], x)
   assert np.max(np.abs(y_file - y_run)) <= 1e-5
   assert np.std(y_run) > 1e-3  # a signal
   # past 1.5x: none (the model is distilled instead)
   assert playable._runner_up(  # pylint: disable=protected-access
-      path, {"val1": {"esr": scores["lstm"] / 1.6}}, rate, "why") == (
-          None, None)
+      path, {"val1": {"esr": scores["lstm"] / 1.6}},
+      workdir.sample_rate_of(path), "why") == (None, None)

@@ -221,9 +221,9 @@ def choose(cfg: config_lib.Config, workdir: str, overwrite: bool = False,
       if race:  # to the budget's end (what the rounds before left of it)
         seconds = max(cfg.time_budget_s - sum(
             one["wall_seconds"] for one in record["rounds"]), 0.)
-      record["rounds"].append(_train_round(
-          cfg, workdir, runs, alive, seconds, record, overwrite, dataset))
-      record["rounds"][-1]["race"] = race
+      record["rounds"].append({**_train_round(
+          cfg, workdir, runs, alive, seconds, record, overwrite, dataset),
+                               "race": race})
       workdir_lib.write_json(workdir, workdir_lib.AUDITION_CHOICE, record,
                              indent=2)
     alive = record["rounds"][index]["continue"]

@@ -68,11 +68,9 @@ BLIP_SECONDS = 0.25
 BLIP_PEAK = 0.5  # -6 dBFS
 FADE_SECONDS = 0.01
 SWEEP_LOW_HZ = 20.0
-# Measured on a SPICE TS-808 (benchmarks/README.md, 2026-12-08): NAM's
-# WaveNet trained by emu for 10 minutes on 30, 60 and 120 s recordings at
-# the same time, held-out voice / music ESR 8.0e-3 / 1.2e-2, 7.0e-3 /
-# 6.8e-3, 7.6e-3 / 9.8e-3: a longer recording is fewer epochs in the same
-# time, a shorter one is less to learn from.
+# Measured best of 30, 60 and 120 s for a 10-minute capture of a SPICE
+# TS-808 (the numbers: README, benchmarks/README.md 2026-12-08): a longer
+# recording is fewer epochs in the same time, a shorter one less to learn.
 DEFAULT_SECONDS = 60.0
 
 # name -> (kind, peak dBFS, share of the content time). "repeat" is played

@@ -26,8 +26,8 @@ report.json's "plugin": {"file": "model.nam", "how": "exact", "runner_up"
 or "distilled", "val1_esr" (the file's), "model_val1_esr", "nam_verdict" (of
 the file's ESR), "architecture", "weights", "seconds" (this step's wall
 clock)}; a distilled file adds "teacher_val1_esr" (the file against the
-model on val1), "student_epochs" and "student_train_seconds"; a runner-up's names it
-("runner_up": its audition label). The file's
+model on val1), "student_epochs" and "student_train_seconds"; a
+runner-up's names it ("runner_up": its audition label). The file's
 metadata carries its best val1 ESR as NAM's "training.validation_esr",
 and the "loudness" and "gain" NAM's trainer computes on its standardized
 input (`emu.plugins.export.with_loudness`): what the plugin's output
@@ -138,7 +138,7 @@ def _make(cfg, workdir, result, report, start) -> dict:
   except export.ExportError as e:
     # Why: the export's refusal without its advice (capture otherwise).
     why = str(e).split(". ")[0]
-    entry, student, d = *_runner_up(workdir, report, rate, why), None
+    (entry, d), student = _runner_up(workdir, report, rate, why), None
     if entry is None:
       entry, student = _distilled(cfg, workdir, result, fingerprint, why)
       d = export.export(student.model, student.params, "nam", rate,
